@@ -1,0 +1,124 @@
+"""The gateway process: one asyncio.TaskGroup owns every service; one stop event ends them all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+
+from gateway.bridge.link import create_link
+from gateway.config import Settings
+from gateway.mqttsn.core import GatewayCore
+from gateway.mqttsn.events import Address
+from gateway.persistence.sessions import SessionStore
+from gateway.router import MqttSnRouter
+from gateway.transport.udp import open_mqttsn_endpoint
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE = 5.0
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to cancel every service at once."""
+
+
+class Gateway:
+    """A running gateway. `run()` returns after `stop()` once every service has ended."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.mqttsn_address: Address | None = None
+        self.core: GatewayCore | None = None
+        self.router: MqttSnRouter | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        store = SessionStore(settings.data_dir / "mqttsn-sessions.sqlite3")
+        transport: asyncio.DatagramTransport | None = None
+        try:
+            records = await asyncio.to_thread(store.load_all)
+            cfg = settings.mqttsn
+            core = GatewayCore(
+                cfg, now=loop.time(),
+                advertise_to=(cfg.advertise_address, cfg.port) if cfg.advertise_interval else None,
+            )
+            self.core = core
+            router = MqttSnRouter(core)
+            link = create_link(settings, router.on_broker_message)
+            router.link = link
+            self.router = router
+            restored = core.restore(records, loop.time())
+            transport, protocol = await open_mqttsn_endpoint(
+                core, router.on_event, cfg.host, cfg.port
+            )
+            router.flush = protocol.flush
+            self.mqttsn_address = transport.get_extra_info("sockname")
+            log.info("mqttsn_listening", addr=_format(self.mqttsn_address),
+                     restored_sessions=restored, broker=settings.broker.url or None)
+            async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
+                tg.create_task(link.run(), name="broker-link")
+                tg.create_task(self._flush_sessions(core, store), name="session-flusher")
+                self.ready.set()
+                log.info("gateway_ready", site=settings.site)
+                await self._stop.wait()
+                log.info("gateway_stopping")
+                deadline.reschedule(loop.time() + SHUTDOWN_GRACE)
+                raise _Stop
+        except* _Stop:
+            pass
+        except* TimeoutError:
+            log.warning("shutdown_grace_exceeded", grace_s=SHUTDOWN_GRACE)
+        finally:
+            if transport is not None:
+                transport.close()
+            if self.core is not None:
+                await asyncio.to_thread(store.apply, self.core.take_dirty())
+            store.close()
+            log.info("gateway_stopped")
+
+    async def _flush_sessions(self, core: GatewayCore, store: SessionStore) -> None:
+        interval = self.settings.mqttsn.session_flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            changes = core.take_dirty()
+            if changes:
+                await asyncio.to_thread(store.apply, changes)
+
+
+def _format(addr: Address | None) -> str:
+    return "" if addr is None else f"{addr[0]}:{addr[1]}"
+
+
+async def run(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop every service within the grace period."""
+    gateway = Gateway(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, gateway.stop)
+    try:
+        await gateway.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def serve(settings: Settings) -> int:
+    """The `edge-gateway run` entry point: uvloop when installed, exit code 0 on a clean stop."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional accelerator
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(run(settings))
+    return 0

@@ -1,0 +1,59 @@
+"""The only settings model: a TOML file (``--config PATH``) overridden by ``EGW_`` environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.config import BrokerConfig, LogConfig, MqttSnConfig
+
+
+class Settings(BaseSettings):
+    """Gateway settings. Environment variables win over the TOML file, which wins over defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EGW_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    site: str = Field("site1", description="Site name; used in the default broker mountpoint.")
+    data_dir: Path = Field(Path("./data"), description="Directory for sessions and the spool.")
+    mqttsn: MqttSnConfig = Field(default_factory=MqttSnConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    @property
+    def mountpoint(self) -> str:
+        """The broker topic prefix with ``{site}`` resolved."""
+        return self.broker.mountpoint.replace("{site}", self.site)
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: defaults, then the TOML file, then environment, then overrides."""
+    if config_path is not None and not config_path.is_file():
+        raise FileNotFoundError(f"config file not found: {config_path}")
+    bound = type("Settings", (Settings,), {"toml_path": config_path})
+    settings: Settings = bound(**overrides)
+    return settings

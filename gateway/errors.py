@@ -1,0 +1,15 @@
+"""Exception hierarchy. Protocol errors carry what to send back."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid or inconsistent."""
+
+
+class BrokerUnavailable(GatewayError):
+    """The broker cannot take a message now (not connected, or too many pending)."""

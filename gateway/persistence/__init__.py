@@ -1,0 +1,1 @@
+"""Durable state under EGW_DATA_DIR."""

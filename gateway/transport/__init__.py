@@ -1,0 +1,1 @@
+"""Thin asyncio shells that drive the sans-IO protocol cores."""

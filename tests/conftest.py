@@ -1,0 +1,41 @@
+"""Shared fixtures: a private mosquitto per test and independent paho recorders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import MosquittoProcess, MqttRecorder
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A started mosquitto on a free 127.0.0.1 port, stopped at teardown no matter what."""
+    broker = MosquittoProcess(tmp_path / "mosquitto")
+    (tmp_path / "mosquitto").mkdir()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mqtt_recorder(
+    mosquitto: MosquittoProcess,
+) -> Iterator[Callable[..., MqttRecorder]]:
+    """Factory: ``mqtt_recorder("edge/#", qos=1)`` -> a subscribed recorder on ``mosquitto``."""
+    recorders: list[MqttRecorder] = []
+
+    def make(topic_filter: str, qos: int = 1) -> MqttRecorder:
+        recorder = MqttRecorder(mosquitto.host, mosquitto.port, topic_filter, qos)
+        recorders.append(recorder)
+        return recorder.start()
+
+    try:
+        yield make
+    finally:
+        for recorder in recorders:
+            recorder.stop()

@@ -1,0 +1,111 @@
+"""The gateway process starts, serves and stops cleanly, and keeps sessions across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from gateway.mqttsn.packets import GwInfo, PingReq, PingResp, Publish, SearchGw
+from tests.integration.gateway_runner import address, gateway_settings, running_gateway
+from tests.integration.mqttsn_client import UdpMqttSnClient
+
+pytestmark = pytest.mark.integration
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_stop_leaves_no_task_or_socket_behind(tmp_path: Path) -> None:
+    """After stop, run() has returned, no task is left, no fd is open and the port is free."""
+    fds_before = open_fds()
+    tasks_before = asyncio.all_tasks()
+    async with running_gateway(gateway_settings(tmp_path)) as gateway:
+        host, port = address(gateway)
+        async with UdpMqttSnClient((host, port)) as client:
+            await client.connect("lifecycle")
+            client.send(PingReq())
+            await client.expect(PingResp)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == tasks_before
+    assert open_fds() <= fds_before
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, port))
+
+
+async def test_searchgw_is_answered_on_the_unicast_port(tmp_path: Path) -> None:
+    """SEARCHGW over UDP gets GWINFO carrying the configured gateway id."""
+    settings = gateway_settings(tmp_path, gateway_id=42)
+    async with running_gateway(settings) as gateway, UdpMqttSnClient(address(gateway)) as client:
+        client.send(SearchGw(1))
+        assert await client.expect(GwInfo) == GwInfo(42)
+
+
+async def test_local_routing_without_a_broker(tmp_path: Path) -> None:
+    """With no broker configured, an MQTT-SN publisher reaches an MQTT-SN subscriber once."""
+    async with (
+        running_gateway(gateway_settings(tmp_path)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sub,
+        UdpMqttSnClient(address(gateway)) as pub,
+    ):
+        await sub.connect("actuator")
+        await sub.subscribe("actuators/+/set", qos=1)
+        await pub.connect("panel")
+        topic_id = await pub.register("actuators/light.kitchen/set")
+        await pub.publish(topic_id, b'{"state":"off"}', qos=1)
+        assert await sub.next_message() == ("actuators/light.kitchen/set", b'{"state":"off"}')
+        await sub.nothing()
+
+
+async def test_garbage_does_not_disturb_a_connected_client(tmp_path: Path) -> None:
+    """A burst of malformed datagrams is counted and a connected client is still served."""
+    async with (
+        running_gateway(gateway_settings(tmp_path)) as gateway,
+        UdpMqttSnClient(address(gateway)) as client,
+        UdpMqttSnClient(address(gateway)) as attacker,
+    ):
+        await client.connect("steady")
+        for n in range(200):
+            attacker.send(bytes([n % 256, 0x0C]) + os.urandom(n % 40))
+        client.send(PingReq())
+        await client.expect(PingResp)
+        assert gateway.core is not None
+        counters = gateway.core.counters
+        malformed = sum(v for k, v in counters.items() if k.startswith("drop_malformed"))
+        assert malformed + counters["drop_unknown_client"] >= 190
+
+
+async def test_sessions_survive_a_gateway_restart(tmp_path: Path) -> None:
+    """A persistent client's topic ids and subscriptions work after the gateway restarts."""
+    settings = gateway_settings(tmp_path)
+    async with running_gateway(settings) as gateway:
+        port = address(gateway)[1]
+        async with UdpMqttSnClient(address(gateway)) as client:
+            await client.connect("persistent", clean=False)
+            topic_id = await client.register("devices/persistent/telemetry")
+            await client.subscribe("actuators/persistent/set", qos=1)
+            await asyncio.sleep(0.2)  # let the session flusher write
+    restarted = gateway_settings(tmp_path, port=port)
+    async with (
+        running_gateway(restarted) as gateway,
+        UdpMqttSnClient(address(gateway)) as other,
+        UdpMqttSnClient(address(gateway)) as client,
+    ):
+        await other.connect("panel2")
+        cmd = await other.register("actuators/persistent/set")
+        assert gateway.core is not None
+        session = gateway.core.session("persistent")
+        assert session is not None and session.subscriptions == {"actuators/persistent/set": 1}
+        assert session.registry.name(topic_id) == "devices/persistent/telemetry"
+        # The client comes back from a new UDP port and keeps its session.
+        await client.connect("persistent", clean=False)
+        await other.publish(cmd, b"on", qos=1)
+        assert (await client.next_message())[1] == b"on"
+        client.send(Publish(topic_id, 0, b"21.0"))
+        client.send(PingReq())
+        await client.expect(PingResp)
+        assert gateway.core.counters["publish_invalid_topic_id"] == 0
