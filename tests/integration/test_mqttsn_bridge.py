@@ -1,0 +1,197 @@
+"""MQTT-SN clients through the gateway to a real mosquitto, and back (independent peers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMessage
+
+from gateway.mqttsn.constants import QoS, ReturnCode
+from gateway.mqttsn.packets import PubAck, Publish, RegAck, Register
+from tests.helpers import MosquittoProcess, MqttRecorder
+from tests.integration.gateway_runner import address, gateway_settings, running_gateway
+from tests.integration.mqttsn_client import UdpMqttSnClient
+
+pytestmark = pytest.mark.integration
+
+Recorder = Callable[..., MqttRecorder]
+
+
+def mqttsn12_client(gateway: tuple[str, int], client_id: str) -> MqttSnClient:
+    client = MqttSnClient()
+    client.set_client_id(client_id)
+    client.set_timeout(5)
+    client.open(gateway[0], gateway[1])
+    return client
+
+
+def publish_with_mqttsn12(gateway: tuple[str, int], topic: str, payloads: list[bytes]) -> None:
+    """Connect, publish one payload per QoS 0, 1, 2 (cycling), disconnect: the PyPI client."""
+    client = mqttsn12_client(gateway, "mqttsn12-pub")
+    try:
+        client.send_connect()
+        for n, payload in enumerate(payloads):
+            client.send_publish(topic, payload, n % 3)
+        client.send_disconnect()
+    finally:
+        client.close()
+
+
+class _Collector(MqttSnListener):
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+
+    def message_arrived(self, msg: MqttSnMessage) -> None:
+        self.received.append((msg.get_topic_name(), bytes(msg.get_payload())))
+
+
+def subscribe_with_mqttsn12(
+    gateway: tuple[str, int], topic_filter: str, subscribed: asyncio.Event,
+    loop: asyncio.AbstractEventLoop, want: int, within: float,
+) -> list[tuple[str, bytes]]:
+    """Subscribe with the PyPI client and poll until `want` messages arrived or time is up."""
+    client = mqttsn12_client(gateway, "mqttsn12-sub")
+    collector = _Collector()
+    try:
+        client.send_connect()
+        client.send_subscribe(topic_filter, 1, collector)
+        loop.call_soon_threadsafe(subscribed.set)
+        deadline = time.monotonic() + within
+        while len(collector.received) < want and time.monotonic() < deadline:
+            client.polling()
+            time.sleep(0.01)
+        return collector.received
+    finally:
+        client.close()
+
+
+async def test_mqttsn12_publishes_reach_the_broker_under_the_mountpoint(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """QoS 0, 1 and 2 publishes from the mqtt-sn-12 client reach an MQTT subscriber once each."""
+    recorder = mqtt_recorder("edge/#", qos=2)
+    async with running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway:
+        payloads = [f"reading-{n}".encode() for n in range(6)]
+        await asyncio.to_thread(
+            publish_with_mqttsn12, address(gateway), "devices/s1/telemetry", payloads
+        )
+        got = await recorder.wait_for_async(7)
+        await asyncio.sleep(0.3)
+    readings = [m for m in recorder.messages if m.topic == "edge/site1/devices/s1/telemetry"]
+    assert sorted(m.payload for m in readings) == sorted(payloads)
+    status = [m for m in got if m.topic == "edge/site1/gateway/status"]
+    assert json.loads(status[0].payload)["state"] == "online"
+
+
+async def test_broker_messages_reach_mqttsn12_wildcard_subscriber(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """A back-office publish on the mountpoint reaches an mqtt-sn-12 wildcard subscriber."""
+    back_office = mqtt_recorder("edge/site1/none", qos=1)
+    async with running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway:
+        loop = asyncio.get_running_loop()
+        subscribed = asyncio.Event()
+        received = asyncio.ensure_future(asyncio.to_thread(
+            subscribe_with_mqttsn12, address(gateway), "actuators/+/set", subscribed, loop, 2, 8
+        ))
+        await asyncio.wait_for(subscribed.wait(), 5)
+        await asyncio.sleep(0.3)  # the gateway's broker SUBSCRIBE is asynchronous
+        back_office.publish("edge/site1/actuators/plug1/set", b'{"state":"on"}')
+        back_office.publish("edge/site1/actuators/plug2/set", b'{"state":"off"}')
+        got = await received
+    assert got == [
+        ("actuators/plug1/set", b'{"state":"on"}'), ("actuators/plug2/set", b'{"state":"off"}')
+    ]
+
+
+async def test_local_subscriber_gets_each_message_once_with_the_broker_up(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """Local routing plus the broker never doubles a message (no-local on the broker link)."""
+    recorder = mqtt_recorder("edge/site1/actuators/#", qos=1)
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as actuator,
+        UdpMqttSnClient(address(gateway)) as panel,
+    ):
+        await actuator.connect("actuator")
+        await actuator.subscribe("actuators/light.kitchen/set", qos=1)
+        await asyncio.sleep(0.3)
+        await panel.connect("panel")
+        topic_id = await panel.register("actuators/light.kitchen/set")
+        for n in range(5):
+            await panel.publish(topic_id, f"cmd-{n}".encode(), qos=1)
+        got = [await actuator.next_message() for _ in range(5)]
+        await actuator.nothing(0.5)
+        await recorder.wait_for_async(5)
+    assert [data for _, data in got] == [f"cmd-{n}".encode() for n in range(5)]
+    assert len(recorder.messages) == 5
+
+
+async def test_broker_outage_holds_puback_until_the_broker_has_the_message(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """QoS 1 with the broker down: local delivery at once, PUBACK only after the broker is back."""
+    recorder = mqtt_recorder("edge/site1/devices/#", qos=1)
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sensor,
+        UdpMqttSnClient(address(gateway)) as local,
+    ):
+        await local.connect("local-sub")
+        await local.subscribe("devices/+/telemetry", qos=0)
+        await sensor.connect("sensor")
+        topic_id = await sensor.register("devices/sensor/telemetry")
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.sleep(0.3)
+        msg_id = await sensor.publish(topic_id, b"during-outage", qos=1, wait=False)
+        assert await local.next_message() == ("devices/sensor/telemetry", b"during-outage")
+        await sensor.nothing(1.0)  # no PUBACK while the broker cannot have it
+        await asyncio.to_thread(mosquitto.start)
+        ack = await sensor.expect(PubAck, timeout=10)
+        assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.ACCEPTED)
+        got = await recorder.wait_for_async(1, within=10)
+    assert [m.payload for m in got] == [b"during-outage"]
+
+
+async def test_will_of_a_lost_client_is_published_to_the_broker(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """A client silent for 1.5 x its keep-alive is lost and its will reaches the broker."""
+    recorder = mqtt_recorder("edge/site1/wills/#", qos=1)
+    async with running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway:
+        client = mqttsn12_client(address(gateway), "will-client")
+        client.set_keep_alive(1)
+        client.set_will("wills/will-client", "gone", 1, False)
+        try:
+            await asyncio.to_thread(client.send_connect)
+            got = await recorder.wait_for_async(1, within=6)
+        finally:
+            client.close()
+    assert [(m.topic, m.payload) for m in got] == [("edge/site1/wills/will-client", b"gone")]
+
+
+async def test_wildcard_delivery_registers_the_topic_first(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """A broker message for a wildcard subscriber is preceded by the gateway's REGISTER."""
+    back_office = mqtt_recorder("edge/site1/none", qos=1)
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as client,
+    ):
+        await client.connect("wild")
+        assert await client.subscribe("actuators/#", qos=1) == 0
+        await asyncio.sleep(0.3)
+        back_office.publish("edge/site1/actuators/fan/set", b"1")
+        reg = await client.expect(Register)
+        assert reg.topic_name == "actuators/fan/set"
+        await client.nothing(0.3)  # no PUBLISH before the REGACK
+        client.send(RegAck(reg.topic_id, reg.msg_id, ReturnCode.ACCEPTED))
+        pub = await client.expect(Publish)
+        assert (pub.topic_id, pub.data, pub.qos) == (reg.topic_id, b"1", QoS.AT_LEAST_ONCE)
