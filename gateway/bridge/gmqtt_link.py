@@ -29,7 +29,9 @@ from gateway.bridge.link import (
     InboundMessage,
     backoff_delays,
 )
-from gateway.bridge.topics import (
+from gateway.config import Settings
+from gateway.errors import BrokerUnavailable, ConfigError
+from gateway.topics import (
     add_mountpoint,
     strip_mountpoint,
     topic_matches,
@@ -37,8 +39,6 @@ from gateway.bridge.topics import (
     validate_mountpoint,
     validate_topic,
 )
-from gateway.config import Settings
-from gateway.errors import BrokerUnavailable, ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -529,6 +529,7 @@ class GmqttLink:
         if session is not self._session:
             return
         self._ops_inflight.discard(mid)
+        self._counters["subscribe_acks"] += 1
         refused = [code for code in codes if code >= 0x80]
         if refused:
             self._counters["subscribe_refused"] += 1

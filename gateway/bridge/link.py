@@ -26,6 +26,7 @@ COUNTER_NAMES = (
     "protocol_fallbacks",
     "subscribes",
     "unsubscribes",
+    "subscribe_acks",
     "subscribe_refused",
     "inbound",
     "inbound_echo_dropped",

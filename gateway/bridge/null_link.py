@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.bridge.link import COUNTER_NAMES, InboundHandler
-from gateway.bridge.topics import add_mountpoint, validate_filter, validate_topic
 from gateway.config import Settings
+from gateway.topics import add_mountpoint, validate_filter, validate_topic
 
 
 class NullLink:

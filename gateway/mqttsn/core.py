@@ -61,6 +61,7 @@ from gateway.mqttsn.packets import (
     WillTopicResp,
     WillTopicUpd,
 )
+from gateway.mqttsn.ratelimit import AddressRateLimiter
 from gateway.mqttsn.session import (
     CONNECTED_STATES,
     SESSION_STATES,
@@ -70,15 +71,9 @@ from gateway.mqttsn.session import (
     OutboundMessage,
     Will,
 )
-from gateway.mqttsn.topics import (
-    PredefinedTopics,
-    is_valid_filter,
-    is_valid_topic_name,
-    is_wildcard,
-    matches,
-    short_id_to_name,
-    short_name_to_id,
-)
+from gateway.mqttsn.subscriptions import RetainedStore, SubscriptionIndex
+from gateway.mqttsn.topics import PredefinedTopics, short_id_to_name, short_name_to_id
+from gateway.topics import is_valid_filter, is_valid_topic_name, is_wildcard
 from schemas.config import MqttSnConfig
 
 _A = ClientState.ACTIVE
@@ -112,7 +107,6 @@ _GATEWAY_ONLY = frozenset({
 })
 _HANDSHAKE_TIMEOUT = 60.0
 _HOUSEKEEPING_INTERVAL = 30.0
-_MAX_RETAINED = 10_000
 
 
 class GatewayCore:
@@ -136,10 +130,9 @@ class GatewayCore:
         self._timers: list[tuple[float, int, str, str, int]] = []
         self._timer_seq = count()
         self._armed: dict[str, float] = {}
-        self._exact_subs: dict[str, dict[str, int]] = {}
-        self._wildcard_subs: dict[str, dict[str, int]] = {}
-        self._retained: dict[str, tuple[bytes, int]] = {}
-        self._buckets: dict[Address, list[float]] = {}
+        self._subscriptions = SubscriptionIndex()
+        self._retained = RetainedStore()
+        self._rate_limiter = AddressRateLimiter(config.rate_limit, config.rate_burst)
         self._dirty: set[str] = set()
         self._push_timer(now + _HOUSEKEEPING_INTERVAL, "housekeeping")
         if config.advertise_interval and advertise_to is not None:
@@ -153,7 +146,7 @@ class GatewayCore:
         if len(data) > self._config.max_packet_size:
             self.counters["drop_oversize"] += 1
             return
-        if not self._take_token(addr, now):
+        if not self._rate_limiter.allow(addr, now):
             self.counters["drop_rate_limited"] += 1
             return
         try:
@@ -233,17 +226,12 @@ class GatewayCore:
         (clients get stored retained messages when they SUBSCRIBE).
         """
         if retain:
-            if replay and self._retained.get(topic, (None, 0))[0] == payload:
+            if replay and self._retained.holds(topic, payload):
                 return 0
-            self._retain(topic, payload, qos)
-        targets: dict[str, int] = dict(self._exact_subs.get(topic, ()))
-        for topic_filter, subscribers in self._wildcard_subs.items():
-            if matches(topic_filter, topic):
-                for client_id, sub_qos in subscribers.items():
-                    if sub_qos > targets.get(client_id, -1):
-                        targets[client_id] = sub_qos
+            if not self._retained.put(topic, payload, qos):
+                self.counters["drop_retained_store_full"] += 1
         queued = 0
-        for client_id, sub_qos in targets.items():
+        for client_id, sub_qos in self._subscriptions.targets(topic).items():
             session = self._sessions.get(client_id)
             if session is not None and self._enqueue(
                 session, OutboundMessage(topic, payload, min(qos, sub_qos), False), now
@@ -265,7 +253,7 @@ class GatewayCore:
             if session.state in SESSION_STATES:
                 self._by_key[session.key] = session
             for topic_filter, qos in session.subscriptions.items():
-                self._index_subscription(session.client_id, topic_filter, qos)
+                self._subscriptions.add(session.client_id, topic_filter, qos)
                 self._events.append(SubscriptionAdded(session.client_id, topic_filter, qos))
             self._arm_liveness(session)
             loaded += 1
@@ -481,22 +469,21 @@ class GatewayCore:
         granted = int(packet.qos)
         is_new = topic_filter not in session.subscriptions
         session.subscriptions[topic_filter] = granted
-        self._index_subscription(session.client_id, topic_filter, granted)
+        self._subscriptions.add(session.client_id, topic_filter, granted)
         self._dirty.add(session.client_id)
         self._send(session, SubAck(topic_id, packet.msg_id, ReturnCode.ACCEPTED, QoS(granted)))
         if is_new:
             self._events.append(SubscriptionAdded(session.client_id, topic_filter, granted))
-        for topic, (payload, qos) in list(self._retained.items()):
-            if matches(topic_filter, topic):
-                retained = OutboundMessage(topic, payload, min(qos, granted), True)
-                self._enqueue(session, retained, now)
+        for topic, payload, qos in self._retained.matching(topic_filter):
+            retained = OutboundMessage(topic, payload, min(qos, granted), True)
+            self._enqueue(session, retained, now)
 
     def _on_unsubscribe(self, session: ClientSession, packet: Unsubscribe, now: float) -> None:
         resolved = self._subscription_topic(session, packet.topic_id_type, packet.topic)
         if not isinstance(resolved, ReturnCode):
             topic_filter = resolved[0]
             if session.subscriptions.pop(topic_filter, None) is not None:
-                self._unindex_subscription(session.client_id, topic_filter)
+                self._subscriptions.remove(session.client_id, topic_filter)
                 self._events.append(SubscriptionRemoved(session.client_id, topic_filter))
                 self._dirty.add(session.client_id)
         self._send(session, UnsubAck(packet.msg_id))
@@ -609,31 +596,11 @@ class GatewayCore:
         topic_id = session.registry.topic_id(topic)
         return None if topic_id is None else (TopicIdType.NORMAL, topic_id)
 
-    def _index_subscription(self, client_id: str, topic_filter: str, qos: int) -> None:
-        index = self._wildcard_subs if is_wildcard(topic_filter) else self._exact_subs
-        index.setdefault(topic_filter, {})[client_id] = qos
-
-    def _unindex_subscription(self, client_id: str, topic_filter: str) -> None:
-        index = self._wildcard_subs if is_wildcard(topic_filter) else self._exact_subs
-        subscribers = index.get(topic_filter)
-        if subscribers is not None:
-            subscribers.pop(client_id, None)
-            if not subscribers:
-                del index[topic_filter]
-
     def _drop_subscriptions(self, session: ClientSession) -> None:
         for topic_filter in session.subscriptions:
-            self._unindex_subscription(session.client_id, topic_filter)
+            self._subscriptions.remove(session.client_id, topic_filter)
             self._events.append(SubscriptionRemoved(session.client_id, topic_filter))
         session.subscriptions.clear()
-
-    def _retain(self, topic: str, payload: bytes, qos: int) -> None:
-        if not payload:
-            self._retained.pop(topic, None)
-        elif topic in self._retained or len(self._retained) < _MAX_RETAINED:
-            self._retained[topic] = (payload, qos)
-        else:
-            self.counters["drop_retained_store_full"] += 1
 
     # --- outbound delivery -----------------------------------------------------------------
 
@@ -851,24 +818,8 @@ class GatewayCore:
         self._push_timer(now + interval, "advertise")
 
     def _housekeeping(self, now: float) -> None:
-        idle = now - _HOUSEKEEPING_INTERVAL
-        for addr in [a for a, (_, last) in self._buckets.items() if last < idle]:
-            del self._buckets[addr]
+        self._rate_limiter.forget_idle(now - _HOUSEKEEPING_INTERVAL)
         self._push_timer(now + _HOUSEKEEPING_INTERVAL, "housekeeping")
-
-    def _take_token(self, addr: Address, now: float) -> bool:
-        bucket = self._buckets.get(addr)
-        burst = float(self._config.rate_burst)
-        if bucket is None:
-            self._buckets[addr] = [burst - 1.0, now]
-            return True
-        tokens = min(burst, bucket[0] + (now - bucket[1]) * self._config.rate_limit)
-        bucket[1] = now
-        if tokens < 1.0:
-            bucket[0] = tokens
-            return False
-        bucket[0] = tokens - 1.0
-        return True
 
     # --- sending ---------------------------------------------------------------------------
 

@@ -1,52 +1,13 @@
-"""Topic names, ids and filters (§3.1, §6.7-6.9 of MQTT-SN v1.2; wildcards as in MQTT 3.1.1)."""
+"""MQTT-SN topic ids: predefined, per-client registered and short names (§3.1, §6.5-6.9).
+
+Name and filter rules are MQTT's, in `gateway.topics`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
 MAX_TOPIC_ID = 0xFFFF
-
-
-def is_wildcard(topic_filter: str) -> bool:
-    return "+" in topic_filter or "#" in topic_filter
-
-
-def is_valid_topic_name(topic: str) -> bool:
-    """A name a message can be published to: non-empty, no wildcards, no NUL."""
-    return bool(topic) and not is_wildcard(topic) and "\0" not in topic
-
-
-def is_valid_filter(topic_filter: str) -> bool:
-    """MQTT filter rules: '#' only last and alone in its level, '+' alone in its level."""
-    if not topic_filter or "\0" in topic_filter:
-        return False
-    levels = topic_filter.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
-
-
-def matches(topic_filter: str, topic: str) -> bool:
-    """Whether `topic` matches the MQTT filter (topics starting with '$' never match wildcards)."""
-    if topic_filter == topic:
-        return True
-    if not is_wildcard(topic_filter):
-        return False
-    if topic.startswith("$"):
-        return False
-    filter_levels = topic_filter.split("/")
-    topic_levels = topic.split("/")
-    for index, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if index >= len(topic_levels):
-            return False
-        if level != "+" and level != topic_levels[index]:
-            return False
-    return len(filter_levels) == len(topic_levels)
 
 
 def short_name_to_id(name: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +46,31 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
 def address(gateway: Gateway) -> tuple[str, int]:
     assert gateway.mqttsn_address is not None
     return gateway.mqttsn_address[0], gateway.mqttsn_address[1]
+
+
+async def broker_connected(gateway: Gateway, within: float = 5.0) -> None:
+    """Wait until the gateway's broker link is up (it connects after the gateway is ready)."""
+    await _until(lambda: gateway.router is not None and gateway.router.link.connected, within)
+
+
+async def broker_disconnected(gateway: Gateway, within: float = 5.0) -> None:
+    """Wait until the gateway's broker link has noticed that the broker is gone."""
+    await _until(lambda: gateway.router is not None and not gateway.router.link.connected, within)
+
+
+async def broker_subscribed(gateway: Gateway, count: int = 1, within: float = 5.0) -> None:
+    """Wait until the broker has acknowledged `count` of the gateway's SUBSCRIBE/UNSUBSCRIBEs."""
+    await _until(
+        lambda: gateway.router is not None
+        and gateway.router.link.counters["subscribe_acks"] >= count,
+        within,
+    )
+
+
+async def _until(condition: Callable[[], bool], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

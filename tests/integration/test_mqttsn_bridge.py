@@ -14,7 +14,14 @@ from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMes
 from gateway.mqttsn.constants import QoS, ReturnCode
 from gateway.mqttsn.packets import PubAck, Publish, RegAck, Register
 from tests.helpers import MosquittoProcess, MqttRecorder
-from tests.integration.gateway_runner import address, gateway_settings, running_gateway
+from tests.integration.gateway_runner import (
+    address,
+    broker_connected,
+    broker_disconnected,
+    broker_subscribed,
+    gateway_settings,
+    running_gateway,
+)
 from tests.integration.mqttsn_client import UdpMqttSnClient
 
 pytestmark = pytest.mark.integration
@@ -76,6 +83,7 @@ async def test_mqttsn12_publishes_reach_the_broker_under_the_mountpoint(
     """QoS 0, 1 and 2 publishes from the mqtt-sn-12 client reach an MQTT subscriber once each."""
     recorder = mqtt_recorder("edge/#", qos=2)
     async with running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway:
+        await broker_connected(gateway)  # QoS 0 is dropped while the broker is not connected
         payloads = [f"reading-{n}".encode() for n in range(6)]
         await asyncio.to_thread(
             publish_with_mqttsn12, address(gateway), "devices/s1/telemetry", payloads
@@ -100,7 +108,7 @@ async def test_broker_messages_reach_mqttsn12_wildcard_subscriber(
             subscribe_with_mqttsn12, address(gateway), "actuators/+/set", subscribed, loop, 2, 8
         ))
         await asyncio.wait_for(subscribed.wait(), 5)
-        await asyncio.sleep(0.3)  # the gateway's broker SUBSCRIBE is asynchronous
+        await broker_subscribed(gateway)
         back_office.publish("edge/site1/actuators/plug1/set", b'{"state":"on"}')
         back_office.publish("edge/site1/actuators/plug2/set", b'{"state":"off"}')
         got = await received
@@ -121,7 +129,7 @@ async def test_local_subscriber_gets_each_message_once_with_the_broker_up(
     ):
         await actuator.connect("actuator")
         await actuator.subscribe("actuators/light.kitchen/set", qos=1)
-        await asyncio.sleep(0.3)
+        await broker_subscribed(gateway)
         await panel.connect("panel")
         topic_id = await panel.register("actuators/light.kitchen/set")
         for n in range(5):
@@ -148,7 +156,7 @@ async def test_broker_outage_holds_puback_until_the_broker_has_the_message(
         await sensor.connect("sensor")
         topic_id = await sensor.register("devices/sensor/telemetry")
         await asyncio.to_thread(mosquitto.stop)
-        await asyncio.sleep(0.3)
+        await broker_disconnected(gateway)
         msg_id = await sensor.publish(topic_id, b"during-outage", qos=1, wait=False)
         assert await local.next_message() == ("devices/sensor/telemetry", b"during-outage")
         await sensor.nothing(1.0)  # no PUBACK while the broker cannot have it
@@ -187,7 +195,7 @@ async def test_wildcard_delivery_registers_the_topic_first(
     ):
         await client.connect("wild")
         assert await client.subscribe("actuators/#", qos=1) == 0
-        await asyncio.sleep(0.3)
+        await broker_subscribed(gateway)
         back_office.publish("edge/site1/actuators/fan/set", b"1")
         reg = await client.expect(Register)
         assert reg.topic_name == "actuators/fan/set"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.bridge.link import EchoFilter, backoff_delays
-from gateway.bridge.topics import (
+from gateway.topics import (
     add_mountpoint,
     strip_mountpoint,
     topic_matches,

@@ -1,4 +1,7 @@
-"""Broker-side topic helpers: mountpoint prefixing, name/filter validation, filter matching."""
+"""MQTT topic rules shared by every front-end and the bridge: validation, matching, mountpoint.
+
+Pure functions (no I/O): the sans-IO MQTT-SN core uses them too.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +35,28 @@ def validate_mountpoint(mountpoint: str) -> None:
         raise ValueError(f"mountpoint {mountpoint!r} must not contain '+', '#' or NUL")
 
 
+def is_wildcard(topic_filter: str) -> bool:
+    return "+" in topic_filter or "#" in topic_filter
+
+
+def is_valid_topic_name(topic: str) -> bool:
+    """A name a message can be published to (MQTT 3.1.1/5 §4.7)."""
+    try:
+        validate_topic(topic)
+    except ValueError:
+        return False
+    return True
+
+
+def is_valid_filter(topic_filter: str) -> bool:
+    """A filter a client can subscribe to (MQTT 3.1.1/5 §4.7)."""
+    try:
+        validate_filter(topic_filter)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_topic(topic: str) -> None:
     """Raise ValueError unless ``topic`` is a valid MQTT topic name (used for PUBLISH)."""
     _check_common(topic, "topic")
@@ -55,6 +80,10 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
     Filters starting with a wildcard do not match topics starting with ``$``.
     """
+    if topic_filter == topic:
+        return True
+    if not is_wildcard(topic_filter):
+        return False
     if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
         return False
     filter_levels = topic_filter.split("/")
