@@ -10,6 +10,7 @@ import structlog
 
 from gateway.bridge.link import create_link
 from gateway.config import Settings
+from gateway.delivery.bus import MessageBus
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
@@ -35,6 +36,7 @@ class Gateway:
         self.mqttsn_address: Address | None = None
         self.core: GatewayCore | None = None
         self.router: MqttSnRouter | None = None
+        self.bus: MessageBus | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -52,9 +54,11 @@ class Gateway:
                 advertise_to=(cfg.advertise_address, cfg.port) if cfg.advertise_interval else None,
             )
             self.core = core
-            router = MqttSnRouter(core)
-            link = create_link(settings, router.on_broker_message)
-            router.link = link
+            bus = MessageBus()
+            link = create_link(settings, bus.on_broker_message)
+            bus.link = link
+            self.bus = bus
+            router = MqttSnRouter(core, bus)
             self.router = router
             restored = core.restore(records, loop.time())
             transport, protocol = await open_mqttsn_endpoint(

@@ -1,7 +1,5 @@
-"""Routes MQTT-SN events between the gateway core, its local subscribers and the broker link.
-
-Local subscribers get every client's message from the core itself, so local routing works with the
-broker down; the link subscribes with no-local, so nothing comes back twice.
+"""Connects the MQTT-SN core to the message bus: client publishes go onto the bus, bus messages
+go to subscribed clients, and QoS 1/2 are acknowledged once the bus says they are safe.
 """
 
 from __future__ import annotations
@@ -12,11 +10,12 @@ from collections.abc import Callable
 
 import structlog
 
-from gateway.bridge.link import BrokerLink, InboundMessage
+from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable
 from gateway.mqttsn.constants import ReturnCode
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import (
+    Address,
     ClientConnected,
     ClientDisconnected,
     Event,
@@ -31,22 +30,22 @@ log = structlog.get_logger(__name__)
 class MqttSnRouter:
     """The one consumer of GatewayCore events; `flush` is the transport's flush after core calls."""
 
-    link: BrokerLink  # set by the app once the link exists: the link calls back into the router
-
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, bus: MessageBus) -> None:
         self._core = core
+        self._bus = bus
         self._loop = asyncio.get_running_loop()
         self.flush: Callable[[], None] = _nothing
         self.counters: Counter[str] = Counter()
+        bus.add_sink(self.deliver)
 
     def on_event(self, event: Event) -> None:
         match event:
             case MessagePublished():
                 self._on_published(event)
             case SubscriptionAdded():
-                self.link.subscribe(event.topic_filter, event.qos)
+                self._bus.link.subscribe(event.topic_filter, event.qos)
             case SubscriptionRemoved():
-                self.link.unsubscribe(event.topic_filter)
+                self._bus.link.unsubscribe(event.topic_filter)
             case ClientConnected():
                 log.info("client_connected", client_id=event.client_id,
                          addr=_addr(event.address), clean_session=event.clean_session)
@@ -54,25 +53,27 @@ class MqttSnRouter:
                 log.info("client_disconnected", client_id=event.client_id,
                          addr=_addr(event.address), reason=event.reason)
 
-    def on_broker_message(self, message: InboundMessage) -> None:
-        """A message from the broker: deliver it to subscribed MQTT-SN clients."""
-        self._core.deliver(
-            message.topic, message.payload, message.qos, message.retain, self._loop.time(),
-            replay=message.retain,
-        )
+    def deliver(self, topic: str, payload: bytes, qos: int, retain: bool, replay: bool) -> None:
+        """A bus message: to every subscribed MQTT-SN client."""
+        self._core.deliver(topic, payload, qos, retain, self._loop.time(), replay=replay)
         self.flush()
 
     def _on_published(self, event: MessagePublished) -> None:
-        now = self._loop.time()
-        self._core.deliver(event.topic, event.payload, event.qos, event.retain, now)
         if event.will:
             log.info("will_published", client_id=event.client_id, topic=event.topic)
         try:
-            done = self.link.publish(event.topic, event.payload, event.qos, event.retain)
+            done = self._bus.publish(event.topic, event.payload, event.qos, event.retain)
         except BrokerUnavailable:
             self.counters["refused_broker_unavailable"] += 1
             if event.needs_ack:
                 self._ack(event, ReturnCode.CONGESTION)
+            return
+        except ValueError as exc:  # a topic or payload MQTT cannot carry
+            self.counters["refused_invalid_for_broker"] += 1
+            log.warning("publish_not_bridged", client_id=event.client_id, topic=event.topic,
+                        reason=str(exc))
+            if event.needs_ack:
+                self._ack(event, ReturnCode.NOT_SUPPORTED)
             return
         if not event.needs_ack:
             return
@@ -96,7 +97,7 @@ def _return_code(done: asyncio.Future[None] | None) -> ReturnCode:
     return ReturnCode.CONGESTION
 
 
-def _addr(address: tuple[object, ...]) -> str:
+def _addr(address: Address) -> str:
     return f"{address[0]}:{address[1]}" if len(address) >= 2 else str(address)
 
 

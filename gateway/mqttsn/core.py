@@ -105,6 +105,8 @@ _GATEWAY_ONLY = frozenset({
     MsgType.CONNACK, MsgType.WILLTOPICREQ, MsgType.WILLMSGREQ, MsgType.SUBACK, MsgType.UNSUBACK,
     MsgType.PINGRESP, MsgType.WILLTOPICRESP, MsgType.WILLMSGRESP, MsgType.ADVERTISE, MsgType.GWINFO,
 })
+_RX_COUNTER = {msg_type: f"rx_{msg_type.name}" for msg_type in MsgType}
+_TX_COUNTER = {msg_type: f"tx_{msg_type.name}" for msg_type in MsgType}
 _HANDSHAKE_TIMEOUT = 60.0
 _HOUSEKEEPING_INTERVAL = 30.0
 
@@ -163,7 +165,7 @@ class GatewayCore:
         except MalformedPacket as exc:
             self.counters[f"drop_malformed_{exc.reason}"] += 1
             return
-        self.counters[f"rx_{packet.msg_type.name}"] += 1
+        self.counters[_RX_COUNTER[packet.msg_type]] += 1
         self._dispatch(packet, addr, node_id, now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
@@ -841,5 +843,5 @@ class GatewayCore:
         if len(data) > self._config.max_packet_size:
             self.counters["drop_too_large_for_client"] += 1
             return
-        self.counters[f"tx_{packet.msg_type.name}"] += 1
+        self.counters[_TX_COUNTER[packet.msg_type]] += 1
         self._out.append((data, addr))

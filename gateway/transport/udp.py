@@ -14,6 +14,9 @@ from gateway.mqttsn.events import Address, Event
 
 log = structlog.get_logger(__name__)
 
+RECEIVE_BUFFER = 8 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
 EventHandler = Callable[[Event], None]
 
 
@@ -27,6 +30,7 @@ class MqttSnDatagramProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._flushing = False
         self.send_errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -49,20 +53,30 @@ class MqttSnDatagramProtocol(asyncio.DatagramProtocol):
         self._transport = None
 
     def flush(self) -> None:
-        """Send pending datagrams and hand out events until the core has nothing more to say."""
-        core = self._core
-        transport = self._transport
-        while True:
-            datagrams = core.datagrams_to_send()
-            if transport is not None:
-                for data, addr in datagrams:
-                    transport.sendto(data, addr)
-            event = core.next_event()
-            if event is None:
-                break
-            while event is not None:
-                self._on_event(event)
+        """Send pending datagrams and hand out events until the core has nothing more to say.
+
+        Re-entrant calls (an event handler that calls back into the core) return at once: the
+        outer call's loop picks up whatever they produced, in order.
+        """
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            core = self._core
+            while True:
+                datagrams = core.datagrams_to_send()
+                transport = self._transport
+                if transport is not None:
+                    for data, addr in datagrams:
+                        transport.sendto(data, addr)
                 event = core.next_event()
+                if event is None:
+                    break
+                while event is not None:
+                    self._on_event(event)
+                    event = core.next_event()
+        finally:
+            self._flushing = False
         self._rearm()
 
     def _rearm(self) -> None:
@@ -93,7 +107,12 @@ async def open_mqttsn_endpoint(
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        # A deep receive queue absorbs bursts (a connect storm, a GC pause); the kernel caps it
+        # at net.core.rmem_max unless the process may force it.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.bind((host, port))
         sock.setblocking(False)
     except OSError:

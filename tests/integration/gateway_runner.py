@@ -50,19 +50,19 @@ def address(gateway: Gateway) -> tuple[str, int]:
 
 async def broker_connected(gateway: Gateway, within: float = 5.0) -> None:
     """Wait until the gateway's broker link is up (it connects after the gateway is ready)."""
-    await _until(lambda: gateway.router is not None and gateway.router.link.connected, within)
+    await _until(lambda: gateway.bus is not None and gateway.bus.link.connected, within)
 
 
 async def broker_disconnected(gateway: Gateway, within: float = 5.0) -> None:
     """Wait until the gateway's broker link has noticed that the broker is gone."""
-    await _until(lambda: gateway.router is not None and not gateway.router.link.connected, within)
+    await _until(lambda: gateway.bus is not None and not gateway.bus.link.connected, within)
 
 
 async def broker_subscribed(gateway: Gateway, count: int = 1, within: float = 5.0) -> None:
     """Wait until the broker has acknowledged `count` of the gateway's SUBSCRIBE/UNSUBSCRIBEs."""
     await _until(
-        lambda: gateway.router is not None
-        and gateway.router.link.counters["subscribe_acks"] >= count,
+        lambda: gateway.bus is not None
+        and gateway.bus.link.counters["subscribe_acks"] >= count,
         within,
     )
 

@@ -105,10 +105,12 @@ class UdpMqttSnClient:
             self.topics[ack.topic_id] = topic
         return ack.topic_id
 
-    async def publish(self, topic_id: int, data: bytes, qos: int = 0, *, wait: bool = True) -> int:
+    async def publish(
+        self, topic_id: int, data: bytes, qos: int = 0, *, wait: bool = True, retain: bool = False
+    ) -> int:
         """Publish; for QoS 1/2 complete the handshake when `wait`. Returns the msg id."""
         msg_id = self.msg_id() if qos > 0 else 0
-        self.send(Publish(topic_id, msg_id, data, QoS(qos), TopicIdType.NORMAL))
+        self.send(Publish(topic_id, msg_id, data, QoS(qos), TopicIdType.NORMAL, retain=retain))
         if qos == 1 and wait:
             ack = await self.expect(PubAck, timeout=10)
             assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.ACCEPTED), ack

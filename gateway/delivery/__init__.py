@@ -1,0 +1,1 @@
+"""Delivery: the local message bus (local subscribers + broker uplink)."""
