@@ -14,6 +14,7 @@ from gateway.delivery.bus import MessageBus
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
+from gateway.pipeline.ingest import Pipeline
 from gateway.router import MqttSnRouter
 from gateway.transport.udp import open_mqttsn_endpoint
 
@@ -37,6 +38,7 @@ class Gateway:
         self.core: GatewayCore | None = None
         self.router: MqttSnRouter | None = None
         self.bus: MessageBus | None = None
+        self.pipeline: Pipeline | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -58,7 +60,8 @@ class Gateway:
             link = create_link(settings, bus.on_broker_message)
             bus.link = link
             self.bus = bus
-            router = MqttSnRouter(core, bus)
+            self.pipeline = Pipeline(bus)
+            router = MqttSnRouter(core, bus, self.pipeline)
             self.router = router
             restored = core.restore(records, loop.time())
             transport, protocol = await open_mqttsn_endpoint(

@@ -5,13 +5,14 @@ go to subscribed clients, and QoS 1/2 are acknowledged once the bus says they ar
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 
 import structlog
 
 from gateway.delivery.bus import MessageBus
-from gateway.errors import BrokerUnavailable
+from gateway.errors import BrokerUnavailable, Overloaded
 from gateway.mqttsn.constants import ReturnCode
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import (
@@ -23,6 +24,9 @@ from gateway.mqttsn.events import (
     SubscriptionAdded,
     SubscriptionRemoved,
 )
+from gateway.pipeline.ingest import Pipeline
+from gateway.pipeline.namespace import Kind, classify
+from gateway.pipeline.normalise import PayloadError, normalise_command, normalise_telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -30,9 +34,10 @@ log = structlog.get_logger(__name__)
 class MqttSnRouter:
     """The one consumer of GatewayCore events; `flush` is the transport's flush after core calls."""
 
-    def __init__(self, core: GatewayCore, bus: MessageBus) -> None:
+    def __init__(self, core: GatewayCore, bus: MessageBus, pipeline: Pipeline) -> None:
         self._core = core
         self._bus = bus
+        self._pipeline = pipeline
         self._loop = asyncio.get_running_loop()
         self.flush: Callable[[], None] = _nothing
         self.counters: Counter[str] = Counter()
@@ -61,6 +66,10 @@ class MqttSnRouter:
     def _on_published(self, event: MessagePublished) -> None:
         if event.will:
             log.info("will_published", client_id=event.client_id, topic=event.topic)
+        kind = classify(event.topic)
+        if kind is not None:
+            self._ingest(event, *kind)
+            return
         try:
             done = self._bus.publish(event.topic, event.payload, event.qos, event.retain)
         except BrokerUnavailable:
@@ -75,6 +84,29 @@ class MqttSnRouter:
             if event.needs_ack:
                 self._ack(event, ReturnCode.NOT_SUPPORTED)
             return
+        self._ack_when_done(event, done)
+
+    def _ingest(self, event: MessagePublished, kind: Kind, device_id: str) -> None:
+        """Telemetry and commands go through the pipeline, never onto the bus as raw bytes."""
+        normalise = normalise_telemetry if kind == "telemetry" else normalise_command
+        try:
+            item = normalise(device_id, event.payload, None, source="mqttsn", now=time.time())
+            _, done = self._pipeline.ingest_tracked(item)
+        except PayloadError as exc:
+            self.counters[f"payload_rejected_{exc.kind}"] += 1
+            log.warning("payload_rejected", client_id=event.client_id, topic=event.topic,
+                        reason=exc.kind, diagnostic=exc.diagnostic)
+            if event.needs_ack:
+                self._ack(event, ReturnCode.NOT_SUPPORTED)
+            return
+        except Overloaded:
+            self.counters["refused_overloaded"] += 1
+            if event.needs_ack:
+                self._ack(event, ReturnCode.CONGESTION)
+            return
+        self._ack_when_done(event, done)
+
+    def _ack_when_done(self, event: MessagePublished, done: asyncio.Future[None] | None) -> None:
         if not event.needs_ack:
             return
         if done is None or done.done():

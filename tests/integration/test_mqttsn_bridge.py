@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cbor2
 import pytest
 from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMessage
 
 from gateway.mqttsn.constants import QoS, ReturnCode
 from gateway.mqttsn.packets import PubAck, Publish, RegAck, Register
+from schemas import TelemetryBatch
 from tests.helpers import MosquittoProcess, MqttRecorder
 from tests.integration.gateway_runner import (
     address,
@@ -86,11 +88,11 @@ async def test_mqttsn12_publishes_reach_the_broker_under_the_mountpoint(
         await broker_connected(gateway)  # QoS 0 is dropped while the broker is not connected
         payloads = [f"reading-{n}".encode() for n in range(6)]
         await asyncio.to_thread(
-            publish_with_mqttsn12, address(gateway), "devices/s1/telemetry", payloads
+            publish_with_mqttsn12, address(gateway), "sensors/s1/raw", payloads
         )
         got = await recorder.wait_for_async(7)
         await asyncio.sleep(0.3)
-    readings = [m for m in recorder.messages if m.topic == "edge/site1/devices/s1/telemetry"]
+    readings = [m for m in recorder.messages if m.topic == "edge/site1/sensors/s1/raw"]
     assert sorted(m.payload for m in readings) == sorted(payloads)
     status = [m for m in got if m.topic == "edge/site1/gateway/status"]
     assert json.loads(status[0].payload)["state"] == "online"
@@ -145,22 +147,22 @@ async def test_broker_outage_holds_puback_until_the_broker_has_the_message(
     tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
 ) -> None:
     """QoS 1 with the broker down: local delivery at once, PUBACK only after the broker is back."""
-    recorder = mqtt_recorder("edge/site1/devices/#", qos=1)
+    recorder = mqtt_recorder("edge/site1/sensors/#", qos=1)
     async with (
         running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
         UdpMqttSnClient(address(gateway)) as sensor,
         UdpMqttSnClient(address(gateway)) as local,
     ):
         await local.connect("local-sub")
-        await local.subscribe("devices/+/telemetry", qos=0)
+        await local.subscribe("sensors/+/raw", qos=0)
         await sensor.connect("sensor")
-        topic_id = await sensor.register("devices/sensor/telemetry")
+        topic_id = await sensor.register("sensors/sensor/raw")
         await asyncio.to_thread(mosquitto.stop)
         await broker_disconnected(gateway)
         # Retained, so that the recorder (which reconnects on its own schedule) gets it whether it
         # resubscribes before or after the gateway hands it to the restarted broker.
         msg_id = await sensor.publish(topic_id, b"during-outage", qos=1, wait=False, retain=True)
-        assert await local.next_message() == ("devices/sensor/telemetry", b"during-outage")
+        assert await local.next_message() == ("sensors/sensor/raw", b"during-outage")
         await sensor.nothing(1.0)  # no PUBACK while the broker cannot have it
         await asyncio.to_thread(mosquitto.start)
         ack = await sensor.expect(PubAck, timeout=10)
@@ -206,3 +208,42 @@ async def test_wildcard_delivery_registers_the_topic_first(
         client.send(RegAck(reg.topic_id, reg.msg_id, ReturnCode.ACCEPTED))
         pub = await client.expect(Publish)
         assert (pub.topic_id, pub.data, pub.qos) == (reg.topic_id, b"1", QoS.AT_LEAST_ONCE)
+
+
+async def test_telemetry_is_normalised_before_it_reaches_the_broker(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """A CBOR map on devices/{id}/telemetry reaches the broker as a normalised JSON batch."""
+    recorder = mqtt_recorder("edge/site1/devices/#", qos=1)
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sensor,
+    ):
+        await sensor.connect("thermo1")
+        topic_id = await sensor.register("devices/thermo1/telemetry")
+        await sensor.publish(topic_id, cbor2.dumps({"temp": 21.5, "door": True}), qos=1)
+        (got,) = await recorder.wait_for_async(1)
+    batch = TelemetryBatch.model_validate_json(got.payload)
+    assert got.topic == "edge/site1/devices/thermo1/telemetry"
+    assert (batch.device_id, batch.source) == ("thermo1", "mqttsn")
+    assert {(r.name, r.value, r.bool_value) for r in batch.readings} == {
+        ("temp", 21.5, None), ("door", None, True)
+    }
+
+
+async def test_invalid_telemetry_is_refused_and_never_bridged(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """Garbage on a telemetry topic gets PUBACK 'not supported' and nothing reaches the broker."""
+    recorder = mqtt_recorder("edge/site1/devices/#", qos=1)
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sensor,
+    ):
+        await sensor.connect("broken1")
+        topic_id = await sensor.register("devices/broken1/telemetry")
+        msg_id = await sensor.publish(topic_id, b"\xa1\x61", qos=1, wait=False)
+        ack = await sensor.expect(PubAck)
+        assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.NOT_SUPPORTED)
+        await asyncio.sleep(0.3)
+    assert recorder.messages == []
