@@ -259,6 +259,10 @@ class GatewayCore:
                 self._events.append(SubscriptionAdded(session.client_id, topic_filter, qos))
             self._arm_liveness(session)
             loaded += 1
+        for session in self._sessions.values():
+            if session.state in CONNECTED_STATES:
+                self._resend_inflight(session, now)
+                self._pump(session, now)
         return loaded
 
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
@@ -339,7 +343,8 @@ class GatewayCore:
         if packet.clean_session:
             self._drop_subscriptions(session)
             session.reset()
-        session.will = None
+        session.will = session.pending_will = None
+        session.ping_after_flush = False
         self._dirty.add(session.client_id)
         if packet.will:
             session.state = _C
@@ -352,14 +357,16 @@ class GatewayCore:
         if not packet.will_topic:
             self._activate(session, now)
             return
-        session.will = Will(packet.will_topic, b"", int(packet.qos), packet.retain)
+        session.pending_will = Will(packet.will_topic, b"", int(packet.qos), packet.retain)
         self._send(session, WillMsgReq())
 
     def _on_willmsg(self, session: ClientSession, packet: WillMsg, now: float) -> None:
-        if session.will is None:
+        will = session.pending_will
+        if will is None:
             self.counters["drop_wrong_state_WILLMSG"] += 1
             return
-        session.will.message = packet.will_msg
+        will.message = packet.will_msg
+        session.will, session.pending_will = will, None
         self._activate(session, now)
 
     def _on_register(self, session: ClientSession, packet: Register, now: float) -> None:
@@ -460,12 +467,14 @@ class GatewayCore:
         self._pump(session, now)
 
     def _on_subscribe(self, session: ClientSession, packet: Subscribe, now: float) -> None:
-        resolved = self._subscription_topic(session, packet.topic_id_type, packet.topic)
-        if isinstance(resolved, ReturnCode):
-            self._send(session, SubAck(0, packet.msg_id, resolved))
-            return
         if packet.qos is QoS.MINUS_ONE:
             self._send(session, SubAck(0, packet.msg_id, ReturnCode.NOT_SUPPORTED))
+            return
+        resolved = self._subscription_topic(
+            session, packet.topic_id_type, packet.topic, register=True
+        )
+        if isinstance(resolved, ReturnCode):
+            self._send(session, SubAck(0, packet.msg_id, resolved))
             return
         topic_filter, topic_id = resolved
         granted = int(packet.qos)
@@ -481,7 +490,9 @@ class GatewayCore:
             self._enqueue(session, retained, now)
 
     def _on_unsubscribe(self, session: ClientSession, packet: Unsubscribe, now: float) -> None:
-        resolved = self._subscription_topic(session, packet.topic_id_type, packet.topic)
+        resolved = self._subscription_topic(
+            session, packet.topic_id_type, packet.topic, register=False
+        )
         if not isinstance(resolved, ReturnCode):
             topic_filter = resolved[0]
             if session.subscriptions.pop(topic_filter, None) is not None:
@@ -506,7 +517,7 @@ class GatewayCore:
 
     def _on_disconnect(self, session: ClientSession, packet: Disconnect, now: float) -> None:
         self._send(session, Disconnect())
-        if packet.duration:
+        if packet.duration and session.state is not _C:
             session.state = _S
             session.sleep_duration = packet.duration
             session.ping_after_flush = False
@@ -571,9 +582,17 @@ class GatewayCore:
         return short_id_to_name(topic_id)
 
     def _subscription_topic(
-        self, session: ClientSession, topic_id_type: TopicIdType, topic: str | int
+        self,
+        session: ClientSession,
+        topic_id_type: TopicIdType,
+        topic: str | int,
+        *,
+        register: bool,
     ) -> tuple[str, int] | ReturnCode:
-        """(filter, topic id for SUBACK), or the return code that refuses it."""
+        """(filter, topic id for SUBACK), or the return code that refuses it.
+
+        With `register`, a plain topic name gets (or keeps) a normal topic id for SUBACK.
+        """
         if topic_id_type is TopicIdType.PREDEFINED:
             name = self._predefined.name(int(topic))
             return ReturnCode.INVALID_TOPIC_ID if name is None else (name, int(topic))
@@ -582,7 +601,7 @@ class GatewayCore:
             return name, 0
         if not is_valid_filter(name):
             return ReturnCode.INVALID_TOPIC_ID
-        if is_wildcard(name):
+        if is_wildcard(name) or not register:
             return name, 0
         topic_id = session.registry.register(name)
         return ReturnCode.CONGESTION if topic_id is None else (name, topic_id)
@@ -613,10 +632,8 @@ class GatewayCore:
             self.counters["drop_client_buffer_full"] += 1
             return False
         session.queue.append(message)
-        if session.state in CONNECTED_STATES:
-            self._pump(session, now)
-        if session.queue or message.qos > 0:
-            self._dirty.add(session.client_id)
+        self._dirty.add(session.client_id)
+        self._pump(session, now)
         return True
 
     def _pump(self, session: ClientSession, now: float) -> None:
@@ -624,6 +641,8 @@ class GatewayCore:
         if session.state not in CONNECTED_STATES:
             return
         queue = session.queue
+        if queue:
+            self._dirty.add(session.client_id)
         while queue:
             message = queue[0]
             if message.qos > 0 and len(session.inflight) >= self._config.max_inflight:

@@ -70,6 +70,7 @@ class ClientSession:
     sleep_duration: int = 0
     last_seen: float = 0.0
     will: Will | None = None
+    pending_will: Will | None = None  # between WILLTOPIC and WILLMSG; a will only once complete
     registry: TopicRegistry = field(default_factory=TopicRegistry)
     subscriptions: dict[str, int] = field(default_factory=dict)
     pending_registration: dict[str, int] = field(default_factory=dict)  # topic -> REGISTER msg id
@@ -96,7 +97,7 @@ class ClientSession:
 
     def reset(self) -> None:
         """Forget everything a clean session must not keep (§6.3)."""
-        self.will = None
+        self.will = self.pending_will = None
         self.registry.clear()
         self.subscriptions.clear()
         self.pending_registration.clear()
@@ -124,12 +125,18 @@ class ClientSession:
             "topics": [[topic_id, name] for topic_id, name in self.registry],
             "subscriptions": self.subscriptions,
             "rejected_topics": sorted(self.rejected_topics),
-            # In-flight messages go back to the head of the queue: they are re-sent on restore.
-            "queue": [
-                _message_record(entry.message)
-                for entry in sorted(self.inflight.values(), key=lambda f: f.msg_id)
-                if entry.message is not None
-            ] + [_message_record(message) for message in self.queue],
+            "pending_registration": self.pending_registration,
+            # Kept with their msg ids and stage, so a restart finishes each exchange (DUP re-send,
+            # or PUBREL after PUBREC) instead of starting it again.
+            "inflight": [
+                {
+                    "msg_id": entry.msg_id, "awaiting": entry.awaiting,
+                    "message": None if entry.message is None else _message_record(entry.message),
+                    "topic_id": entry.topic_id, "topic_id_type": entry.topic_id_type,
+                }
+                for entry in self.inflight.values()
+            ],
+            "queue": [_message_record(message) for message in self.queue],
             "qos2_received": sorted(self.qos2_received),
             "next_msg_id": self.next_msg_id,
         }
@@ -152,10 +159,18 @@ class ClientSession:
             registry=TopicRegistry((int(i), str(n)) for i, n in record["topics"]),
             subscriptions={str(k): int(v) for k, v in record["subscriptions"].items()},
             rejected_topics=set(record["rejected_topics"]),
-            queue=deque(
-                OutboundMessage(m["topic"], _unb64(m["payload"]), m["qos"], m["retain"])
-                for m in record["queue"]
-            ),
+            pending_registration={
+                str(k): int(v) for k, v in record["pending_registration"].items()
+            },
+            inflight={
+                entry["msg_id"]: InFlight(
+                    entry["msg_id"], entry["awaiting"],
+                    None if entry["message"] is None else _message(entry["message"]),
+                    entry["topic_id"], entry["topic_id_type"], 0.0,
+                )
+                for entry in record["inflight"]
+            },
+            queue=deque(_message(m) for m in record["queue"]),
             qos2_received=set(record["qos2_received"]),
             next_msg_id=record["next_msg_id"],
         )
@@ -167,6 +182,12 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"))
+
+
+def _message(record: dict[str, Any]) -> OutboundMessage:
+    return OutboundMessage(
+        record["topic"], _unb64(record["payload"]), record["qos"], record["retain"]
+    )
 
 
 def _message_record(message: OutboundMessage) -> dict[str, Any]:
