@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from gateway.mqttsn.packets import GwInfo, PingReq, PingResp, Publish, SearchGw
-from tests.integration.gateway_runner import address, gateway_settings, running_gateway
+from tests.integration.gateway_runner import (
+    address,
+    broker_connected,
+    gateway_settings,
+    running_gateway,
+)
 from tests.integration.mqttsn_client import UdpMqttSnClient
 
 pytestmark = pytest.mark.integration
@@ -20,11 +25,17 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-async def test_stop_leaves_no_task_or_socket_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_broker", [False, True])
+async def test_stop_leaves_no_task_or_socket_behind(
+    tmp_path: Path, request: pytest.FixtureRequest, with_broker: bool
+) -> None:
     """After stop, run() has returned, no task is left, no fd is open and the port is free."""
+    url = request.getfixturevalue("mosquitto").url if with_broker else ""
     fds_before = open_fds()
     tasks_before = asyncio.all_tasks()
-    async with running_gateway(gateway_settings(tmp_path)) as gateway:
+    async with running_gateway(gateway_settings(tmp_path, url)) as gateway:
+        if with_broker:
+            await broker_connected(gateway)
         host, port = address(gateway)
         async with UdpMqttSnClient((host, port)) as client:
             await client.connect("lifecycle")
