@@ -1,0 +1,1 @@
+"""Rules: the device registry and how intents and readings become actuator commands."""
