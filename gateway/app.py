@@ -9,13 +9,18 @@ import signal
 import structlog
 
 from gateway.bridge.link import create_link
+from gateway.coap.server import CoapServer, run_coap_server
 from gateway.config import Settings
 from gateway.delivery.bus import MessageBus
+from gateway.errors import GatewayError
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
+from gateway.pipeline.decide import Decider
 from gateway.pipeline.ingest import Pipeline
 from gateway.router import MqttSnRouter
+from gateway.rules.engine import RuleEngine
+from gateway.rules.loader import load_rules
 from gateway.transport.udp import open_mqttsn_endpoint
 
 log = structlog.get_logger(__name__)
@@ -39,6 +44,7 @@ class Gateway:
         self.router: MqttSnRouter | None = None
         self.bus: MessageBus | None = None
         self.pipeline: Pipeline | None = None
+        self.coap: CoapServer | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -60,7 +66,9 @@ class Gateway:
             link = create_link(settings, bus.on_broker_message)
             bus.link = link
             self.bus = bus
-            self.pipeline = Pipeline(bus)
+            engine = RuleEngine(load_rules(settings.rules.path))
+            gateway_id = f"{settings.site}-{settings.mqttsn.gateway_id}"
+            self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id))
             router = MqttSnRouter(core, bus, self.pipeline)
             self.router = router
             restored = core.restore(records, loop.time())
@@ -74,6 +82,13 @@ class Gateway:
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
                 tg.create_task(link.run(), name="broker-link")
                 tg.create_task(self._flush_sessions(core, store), name="session-flusher")
+                coap_ready = asyncio.Event()
+                tg.create_task(
+                    run_coap_server(settings, bus, self.pipeline, coap_ready,
+                                    on_started=self._coap_started),
+                    name="coap-server",
+                )
+                await coap_ready.wait()  # a busy port fails the group with CoapPortInUse
                 self.ready.set()
                 log.info("gateway_ready", site=settings.site)
                 await self._stop.wait()
@@ -91,6 +106,9 @@ class Gateway:
                 await asyncio.to_thread(store.apply, self.core.take_dirty())
             store.close()
             log.info("gateway_stopped")
+
+    def _coap_started(self, server: CoapServer) -> None:
+        self.coap = server
 
     async def _flush_sessions(self, core: GatewayCore, store: SessionStore) -> None:
         interval = self.settings.mqttsn.session_flush_interval
@@ -126,6 +144,12 @@ def serve(settings: Settings) -> int:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(run(settings))
-    return 0
+    failures: list[BaseException] = []
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            runner(run(settings))
+    except* (GatewayError, OSError) as group:  # a busy port, an unreadable rules file, ...
+        failures.extend(group.exceptions)
+    for exc in failures:
+        log.error("gateway_failed", error=str(exc), kind=type(exc).__name__)
+    return 1 if failures else 0

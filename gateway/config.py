@@ -13,7 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from schemas.config import BrokerConfig, LogConfig, MqttSnConfig
+from schemas.config import BrokerConfig, CoapConfig, LogConfig, MqttSnConfig, RulesConfig
 
 
 class Settings(BaseSettings):
@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     site: str = Field("site1", description="Site name; used in the default broker mountpoint.")
     data_dir: Path = Field(Path("./data"), description="Directory for sessions and the spool.")
     mqttsn: MqttSnConfig = Field(default_factory=MqttSnConfig)
+    coap: CoapConfig = Field(default_factory=CoapConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -64,6 +65,66 @@ class MqttSnConfig(_Section):
         return value
 
 
+class CoapConfig(_Section):
+    """The CoAP (RFC 7252) UDP front-end."""
+
+    host: str = Field("0.0.0.0", description="Address the CoAP UDP socket binds to.")
+    port: int = Field(
+        5683, ge=0, le=65535,
+        description="UDP port of the CoAP server; a port already in use refuses to start.",
+    )
+    max_payload: int = Field(
+        65536, ge=1,
+        description="Largest request body in bytes, also reassembled Block1; over it: 4.13.",
+    )
+    max_observers: int = Field(
+        1000, ge=0,
+        description="Observe registrations held at once; beyond it GET answers without Observe.",
+    )
+    overload_max_age: int = Field(
+        2, ge=0, le=0xFFFFFFFF,
+        description="Max-Age (seconds) of a 5.03 sent when the CoAP front-end itself sheds load.",
+    )
+    slow_path_rate: float = Field(
+        200.0, gt=0,
+        description="Requests per second handed to the general (aiocoap) path (observe, "
+        "block-wise, /ps/, ...); beyond: 5.03. Its memory is about 1 kB x rate x "
+        "exchange_lifetime.",
+    )
+    slow_path_burst: int = Field(
+        1000, ge=1, description="Burst size of the general path's token bucket."
+    )
+    dedup_capacity: int = Field(
+        65536, ge=16,
+        description="Message ids remembered for duplicate detection (RFC 7252 §4.5).",
+    )
+    exchange_lifetime: float = Field(
+        247.0, gt=0,
+        description="Seconds a message id is remembered for duplicates (EXCHANGE_LIFETIME), "
+        "on both paths.",
+    )
+    notify_ack_timeout: float = Field(
+        2.0, gt=0, description="ACK_TIMEOUT of confirmable Observe notifications, seconds."
+    )
+    notify_max_retransmit: int = Field(
+        4, ge=0, le=10,
+        description="Retransmissions of a notification before the observer is dropped.",
+    )
+    max_pending_notifications: int = Field(
+        64, ge=1,
+        description="Notifications queued for one observer address before newer ones drop.",
+    )
+    publish_timeout: float = Field(
+        5.0, gt=0,
+        description="Seconds a POST to /ps/ or actuators/ waits for the broker before 5.04.",
+    )
+    empty_ack_delay: float = Field(
+        0.1, gt=0, le=1.5,
+        description="Seconds a CON request waits for a late answer (a command being "
+        "recognised) before an empty ACK; the answer then follows as a separate CON.",
+    )
+
+
 class BrokerConfig(_Section):
     """The one aggregated connection to an MQTT broker."""
 
@@ -102,3 +163,11 @@ class LogConfig(_Section):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+class RulesConfig(_Section):
+    """The rules file: device registry and how intents and readings become commands."""
+
+    path: Path | None = Field(
+        None, description="TOML rules file; empty = the demo rules shipped in gateway/rules/."
+    )

@@ -6,9 +6,12 @@ that names an unknown actuator is a startup error with the file and line.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class _Model(BaseModel):
@@ -83,3 +86,11 @@ class RulesFile(_Model):
     actuators: dict[str, ActuatorInfo] = Field({}, description="Actuator id -> type and room.")
     intent_rules: list[IntentRule] = Field([], description="Intent -> actuator commands.")
     sensor_rules: list[SensorRule] = Field([], description="Reading thresholds -> commands.")
+
+    @model_validator(mode="after")
+    def _ids_fit_in_topics(self) -> Self:
+        for kind, ids in (("device", self.devices), ("actuator", self.actuators)):
+            for name in ids:
+                if not _ID.fullmatch(name):
+                    raise ValueError(f"{kind} id {name!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+        return self

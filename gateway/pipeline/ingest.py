@@ -1,45 +1,111 @@
 """The pipeline's single entry point: every front-end hands normalised payloads to `Pipeline`.
 
-Today the pipeline republishes what it accepts, normalised as JSON, on the bus (local
-subscribers and the broker); recognition and decisions plug in here.
+normalise (front-ends) -> ingest: republish the normalised item on the bus -> recognise (text
+commands, micro-batched off the event loop) -> decide (rules) -> actuator commands on the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol
+
+import structlog
 
 from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable, Overloaded
-from schemas import CoapSummary, TelemetryBatch, TextCommand
+from gateway.pipeline.decide import Decider
+from schemas import CoapSummary, Intent, TelemetryBatch, TextCommand
+
+log = structlog.get_logger(__name__)
 
 Item = TelemetryBatch | TextCommand
+Result = CoapSummary | asyncio.Future[CoapSummary]
 OVERLOAD_RETRY_AFTER = 5
 
 
+class Recognizer(Protocol):
+    """Text -> intent, asynchronously (the model never runs on the event loop)."""
+
+    name: str
+    version: str
+
+    def submit(self, text: str) -> asyncio.Future[Intent]:
+        """Raises Overloaded when the recogniser's queue is full."""
+        ...
+
+
 class IngestPipeline(Protocol):
-    def ingest(self, item: Item) -> CoapSummary: ...
+    def ingest(self, item: Item) -> Result: ...
 
 
 class Pipeline:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(
+        self, bus: MessageBus, decider: Decider, recognizer: Recognizer | None = None
+    ) -> None:
         self._bus = bus
+        self.decider = decider
+        self.recognizer = recognizer
 
-    def ingest(self, item: Item) -> CoapSummary:
+    def ingest(self, item: Item) -> Result:
         """Accept `item` or raise Overloaded; see `ingest_tracked`."""
         return self.ingest_tracked(item)[0]
 
-    def ingest_tracked(self, item: Item) -> tuple[CoapSummary, asyncio.Future[None] | None]:
-        """Accept `item`; the future resolves once it is safe upstream (None: nothing to wait for).
+    def ingest_tracked(self, item: Item) -> tuple[Result, asyncio.Future[None] | None]:
+        """Accept `item`: its summary (a future while a command is being recognised), and a
+        future that resolves once the normalised item is safe upstream (None: nothing to wait).
 
-        Raises Overloaded when the uplink's bounded queue is full.
+        Raises Overloaded when the uplink's bounded queue or the recogniser is full.
         """
         if isinstance(item, TelemetryBatch):
-            topic, accepted = f"devices/{item.device_id}/telemetry", len(item.readings)
+            topic = f"devices/{item.device_id}/telemetry"
         else:
-            topic, accepted = f"devices/{item.device_id}/command", 1
+            topic = f"devices/{item.device_id}/command"
         try:
             done = self._bus.publish(topic, item.model_dump_json().encode(), qos=1)
         except BrokerUnavailable as exc:
             raise Overloaded(str(exc), OVERLOAD_RETRY_AFTER) from exc
-        return CoapSummary(accepted=accepted), done
+        if isinstance(item, TelemetryBatch):
+            return self._telemetry(item), done
+        return self._command(item), done
+
+    def _telemetry(self, batch: TelemetryBatch) -> CoapSummary:
+        decisions = self.decider.decide_readings(batch, time.time())
+        if not decisions:
+            return CoapSummary(accepted=len(batch.readings))
+        return CoapSummary(
+            accepted=len(batch.readings),
+            intent=decisions[0].intent.name,
+            actions=[action for decision in decisions for action in decision.actions],
+        )
+
+    def _command(self, command: TextCommand) -> Result:
+        recognizer = self.recognizer
+        if recognizer is None:
+            return CoapSummary(accepted=1)
+        recognised = recognizer.submit(command.text)
+        summary: asyncio.Future[CoapSummary] = asyncio.get_running_loop().create_future()
+        recognised.add_done_callback(lambda done: self._decide(command, done, summary))
+        return summary
+
+    def _decide(
+        self,
+        command: TextCommand,
+        recognised: asyncio.Future[Intent],
+        summary: asyncio.Future[CoapSummary],
+    ) -> None:
+        if summary.done():
+            return
+        if recognised.cancelled() or recognised.exception() is not None:
+            log.warning("recognition_failed", device_id=command.device_id,
+                        error=None if recognised.cancelled() else repr(recognised.exception()))
+            summary.set_result(CoapSummary(accepted=1))
+            return
+        assert self.recognizer is not None
+        intent = recognised.result()
+        decision = self.decider.decide(
+            command.device_id, intent, self.recognizer.name, self.recognizer.version, time.time()
+        )
+        summary.set_result(
+            CoapSummary(accepted=1, intent=intent.name, actions=list(decision.actions))
+        )

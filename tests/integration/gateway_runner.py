@@ -20,6 +20,7 @@ def gateway_settings(data_dir: Path, broker_url: str = "", **mqttsn: Any) -> Set
     return Settings(
         data_dir=data_dir,
         mqttsn=mqttsn,
+        coap={"host": "127.0.0.1", "port": 0},
         broker={"url": broker_url, "reconnect_min": 0.1, "reconnect_max": 0.5},
     )
 

@@ -45,6 +45,8 @@ def test_run_serves_and_stops_cleanly_on_signal(tmp_path: Path, signum: int) -> 
         "EGW_MQTTSN__HOST": "127.0.0.1",
         "EGW_MQTTSN__PORT": str(port),
         "EGW_MQTTSN__GATEWAY_ID": "9",
+        "EGW_COAP__HOST": "127.0.0.1",
+        "EGW_COAP__PORT": str(free_udp_port()),
         "EGW_DATA_DIR": str(tmp_path / "data"),
         "EGW_LOG__FORMAT": "json",
     }
@@ -75,3 +77,24 @@ def test_invalid_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "EGW_MQTTSN__PORT" in proc.stderr
+
+
+def test_busy_coap_port_fails_loudly(tmp_path: Path) -> None:
+    """A CoAP port already bound by another socket stops the CLI with exit 1 and says why."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        env = {
+            **os.environ,
+            "EGW_MQTTSN__HOST": "127.0.0.1",
+            "EGW_MQTTSN__PORT": str(free_udp_port()),
+            "EGW_COAP__HOST": "127.0.0.1",
+            "EGW_COAP__PORT": str(squatter.getsockname()[1]),
+            "EGW_DATA_DIR": str(tmp_path),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway", "run"], env=env, capture_output=True, text=True,
+            timeout=30, check=False,
+        )
+    assert proc.returncode == 1, proc.stderr
+    failed = [json.loads(line) for line in proc.stderr.splitlines() if "gateway_failed" in line]
+    assert failed and failed[0]["kind"] == "CoapPortInUse"
