@@ -18,6 +18,7 @@ from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
 from gateway.pipeline.decide import Decider
 from gateway.pipeline.ingest import Pipeline
+from gateway.recognizer.service import LocalRecognizer
 from gateway.router import MqttSnRouter
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import load_rules
@@ -55,36 +56,24 @@ class Gateway:
         store = SessionStore(settings.data_dir / "mqttsn-sessions.sqlite3")
         transport: asyncio.DatagramTransport | None = None
         try:
-            records = await asyncio.to_thread(store.load_all)
-            cfg = settings.mqttsn
-            core = GatewayCore(
-                cfg, now=loop.time(),
-                advertise_to=(cfg.advertise_address, cfg.port) if cfg.advertise_interval else None,
-            )
-            self.core = core
-            bus = MessageBus()
-            link = create_link(settings, bus.on_broker_message)
-            bus.link = link
-            self.bus = bus
-            engine = RuleEngine(load_rules(settings.rules.path))
-            gateway_id = f"{settings.site}-{settings.mqttsn.gateway_id}"
-            self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id))
-            router = MqttSnRouter(core, bus, self.pipeline)
+            core, bus, pipeline, recognizer = await self._assemble(store)
+            router = MqttSnRouter(core, bus, pipeline)
             self.router = router
-            restored = core.restore(records, loop.time())
             transport, protocol = await open_mqttsn_endpoint(
-                core, router.on_event, cfg.host, cfg.port
+                core, router.on_event, settings.mqttsn.host, settings.mqttsn.port
             )
             router.flush = protocol.flush
             self.mqttsn_address = transport.get_extra_info("sockname")
             log.info("mqttsn_listening", addr=_format(self.mqttsn_address),
-                     restored_sessions=restored, broker=settings.broker.url or None)
+                     broker=settings.broker.url or None)
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
-                tg.create_task(link.run(), name="broker-link")
+                tg.create_task(bus.link.run(), name="broker-link")
                 tg.create_task(self._flush_sessions(core, store), name="session-flusher")
+                if recognizer is not None:
+                    tg.create_task(recognizer.run(), name="recognizer")
                 coap_ready = asyncio.Event()
                 tg.create_task(
-                    run_coap_server(settings, bus, self.pipeline, coap_ready,
+                    run_coap_server(settings, bus, pipeline, coap_ready,
                                     on_started=self._coap_started),
                     name="coap-server",
                 )
@@ -106,6 +95,31 @@ class Gateway:
                 await asyncio.to_thread(store.apply, self.core.take_dirty())
             store.close()
             log.info("gateway_stopped")
+
+    async def _assemble(
+        self, store: SessionStore
+    ) -> tuple[GatewayCore, MessageBus, Pipeline, LocalRecognizer | None]:
+        """Build the pieces (nothing runs yet): restored MQT-SN core, bus + link, pipeline."""
+        settings = self.settings
+        now = asyncio.get_running_loop().time()
+        cfg = settings.mqttsn
+        core = GatewayCore(
+            cfg, now=now,
+            advertise_to=(cfg.advertise_address, cfg.port) if cfg.advertise_interval else None,
+        )
+        restored = core.restore(await asyncio.to_thread(store.load_all), now)
+        log.info("sessions_restored", count=restored)
+        self.core = core
+        bus = MessageBus()
+        bus.link = create_link(settings, bus.on_broker_message)
+        self.bus = bus
+        engine = RuleEngine(load_rules(settings.rules.path))
+        recognizer = (
+            await LocalRecognizer.load(settings.recognizer) if settings.recognizer.enabled else None
+        )
+        gateway_id = f"{settings.site}-{settings.mqttsn.gateway_id}"
+        self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id), recognizer)
+        return core, bus, self.pipeline, recognizer
 
     def _coap_started(self, server: CoapServer) -> None:
         self.coap = server

@@ -18,6 +18,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
 import gateway
+from gateway.cli_model import model_app, recognize
 from gateway.config import Settings, load_settings
 from gateway.configdoc import render_configuration_markdown
 from gateway.logconfig import configure_logging
@@ -37,6 +38,8 @@ config_app = typer.Typer(
     help="Inspect the effective configuration and its reference.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
+app.add_typer(model_app, name="model")
+app.command("recognize")(recognize)
 
 ConfigOption = Annotated[
     Path | None,

@@ -13,7 +13,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from schemas.config import BrokerConfig, CoapConfig, LogConfig, MqttSnConfig, RulesConfig
+from schemas.config import (
+    BrokerConfig,
+    CoapConfig,
+    LogConfig,
+    MqttSnConfig,
+    RecognizerConfig,
+    RulesConfig,
+)
 
 
 class Settings(BaseSettings):
@@ -29,6 +36,7 @@ class Settings(BaseSettings):
     mqttsn: MqttSnConfig = Field(default_factory=MqttSnConfig)
     coap: CoapConfig = Field(default_factory=CoapConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    recognizer: RecognizerConfig = Field(default_factory=RecognizerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 

@@ -171,3 +171,24 @@ class RulesConfig(_Section):
     path: Path | None = Field(
         None, description="TOML rules file; empty = the demo rules shipped in gateway/rules/."
     )
+
+
+class RecognizerConfig(_Section):
+    """The local text-intent recognizer (onnxruntime), micro-batched off the event loop."""
+
+    enabled: bool = Field(True, description="Recognise text commands with the local model.")
+    model_path: Path | None = Field(
+        None, description="Model directory, manifest or .onnx file; empty = the packaged model."
+    )
+    confidence_threshold: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Below this confidence the intent is 'other'; empty = the model's own.",
+    )
+    batch_window_ms: float = Field(
+        2.0, ge=0.0, description="How long a request waits for others to share its batch."
+    )
+    max_batch: int = Field(64, ge=1, description="Largest batch handed to the model at once.")
+    max_queue: int = Field(
+        10000, ge=1, description="Requests waiting for the model before new ones are refused."
+    )
+    threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per batch.")

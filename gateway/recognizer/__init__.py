@@ -1,0 +1,25 @@
+"""Local intent recognition: the text-intent model (ONNX) and its asyncio micro-batcher.
+
+`LocalRecognizer` (service.py) is what the pipeline uses: ``submit(text)`` returns a future
+`Intent`, the model runs in a worker thread on micro-batches, and ``run()`` is the service loop
+that the application's TaskGroup owns.
+"""
+
+from __future__ import annotations
+
+from gateway.recognizer.microbatch import BatcherStats, MicroBatcher, RecognizerOverloaded
+from gateway.recognizer.service import LocalRecognizer
+from gateway.recognizer.slots import SlotExtractor, SlotSpan
+from gateway.recognizer.text_model import OTHER, ModelIntegrityError, TextIntentModel
+
+__all__ = [
+    "OTHER",
+    "BatcherStats",
+    "LocalRecognizer",
+    "MicroBatcher",
+    "ModelIntegrityError",
+    "RecognizerOverloaded",
+    "SlotExtractor",
+    "SlotSpan",
+    "TextIntentModel",
+]

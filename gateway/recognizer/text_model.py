@@ -1,0 +1,338 @@
+"""The local text-intent model at run time: hashed n-gram features in numpy, an ONNX classifier.
+
+Preprocessing is pure Python/numpy and deterministic (no string ops inside the ONNX graph):
+
+1. ``normalize``: lower-case, drop apostrophes, every run of other non ``[a-z0-9]`` characters
+   becomes one space.
+2. Features of the normalised text: word unigrams, word bigrams (with ``<s>``/``</s>``) and
+   character n-grams (n in ``char_ngrams``) of ``" " + text + " "``; each is hashed into
+   ``2**bits`` buckets (``zlib.crc32`` for words, a multiplicative hash of the packed bytes for
+   characters). A feature's weight is ``1/sqrt(count)`` of its group (words, characters), so each
+   group has unit L2 norm.
+3. The padded ``ids``/``weights`` matrices go to the ONNX graph: an embedding-bag (a weighted sum
+   of rows of a hashed embedding table, stored as int8 with one scale per row), ReLU, a linear
+   layer and a softmax over the labels.
+
+The model file's sha256 is checked against the manifest written next to it before a session is
+made from the very same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from gateway.errors import GatewayError
+from gateway.recognizer.slots import SlotExtractor
+from schemas import Intent
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "OTHER",
+    "Featurizer",
+    "ModelIntegrityError",
+    "TextIntentModel",
+    "normalize",
+]
+
+MODEL_NAME = "intent_text.onnx"
+MANIFEST_NAME = "intent_text.manifest.json"
+OTHER = "other"
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd: a multiplicative hash
+
+
+class ModelIntegrityError(GatewayError):
+    """The model file or its manifest is missing, malformed or does not match (sha256, size)."""
+
+
+def normalize(text: str) -> str:
+    """Lower-case, drop apostrophes, collapse everything but ``[a-z0-9]`` into single spaces."""
+    return _NON_WORD.sub(" ", text.lower().replace("'", "").replace("\u2019", "")).strip()
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """Text -> padded (ids, weights) matrices of hashed word and character n-grams."""
+
+    bits: int = 16
+    char_ngrams: tuple[int, ...] = (2, 3, 4, 5)
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.bits <= 24:
+            raise ValueError(f"bits must be within 8..24, got {self.bits}")
+        if not self.char_ngrams or not all(1 <= n <= 7 for n in self.char_ngrams):
+            raise ValueError(f"char_ngrams must be within 1..7, got {self.char_ngrams}")
+
+    @property
+    def buckets(self) -> int:
+        """Rows of the embedding table."""
+        return 1 << self.bits
+
+    @classmethod
+    def from_manifest(cls, spec: Mapping[str, Any]) -> Featurizer:
+        """The featurizer that a manifest's ``features`` object describes."""
+        return cls(bits=int(spec["bits"]), char_ngrams=tuple(int(n) for n in spec["char_ngrams"]))
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's ``features`` object."""
+        return {
+            "normalize": "lower-case; drop apostrophes; runs of [^a-z0-9] -> one space; strip",
+            "word_ngrams": [1, 2],
+            "char_ngrams": list(self.char_ngrams),
+            "char_padding": "one space on each side",
+            "bits": self.bits,
+            "hash_words": "zlib.crc32(b'w' + word) / crc32(b'b' + w1 + b' ' + w2), then * "
+            "0x9E3779B97F4A7C15 mod 2**64 >> (64 - bits)",
+            "hash_chars": "bytes packed little-endian into a uint64 with n << 56, then * "
+            "0x9E3779B97F4A7C15 mod 2**64 >> (64 - bits)",
+            "weights": "1/sqrt(number of features of the group), groups: words, characters",
+        }
+
+    def _hash(self, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        return ((values * _GOLDEN) >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def __call__(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Padded ``ids`` (int64) and ``weights`` (float32), both of shape (len(texts), L)."""
+        count = len(texts)
+        encoded = [b" " + normalize(text).encode("ascii") + b" " for text in texts]
+        groups: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []
+
+        # Words: unigrams and bigrams with sentence boundaries, hashed with crc32.
+        word_rows: list[int] = []
+        word_codes: list[int] = []
+        for row, data in enumerate(encoded):
+            words = data.split()
+            for word in words:
+                word_rows.append(row)
+                word_codes.append(zlib.crc32(b"w" + word))
+            for left, right in zip([b"<s>", *words], [*words, b"</s>"], strict=True):
+                word_rows.append(row)
+                word_codes.append(zlib.crc32(b"b" + left + b" " + right))
+        groups.append(
+            (
+                np.array(word_rows, dtype=np.int64),
+                self._hash(np.array(word_codes, dtype=np.uint64)),
+            )
+        )
+
+        # Characters: every n-gram that lies inside one padded text, hashed from its bytes.
+        lengths = np.fromiter((len(data) for data in encoded), dtype=np.int64, count=count)
+        ends = np.cumsum(lengths)
+        joined = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64)
+        owner = np.repeat(np.arange(count, dtype=np.int64), lengths)
+        char_rows: list[npt.NDArray[np.int64]] = []
+        char_ids: list[npt.NDArray[np.int64]] = []
+        for n in self.char_ngrams:
+            starts = joined.size - n + 1
+            if starts <= 0:
+                continue
+            packed = np.full(starts, np.uint64(n) << np.uint64(56), dtype=np.uint64)
+            for k in range(n):
+                packed |= joined[k : k + starts] << np.uint64(8 * k)
+            rows = owner[:starts]
+            inside = np.arange(starts, dtype=np.int64) + n <= ends[rows]
+            char_rows.append(rows[inside])
+            char_ids.append(self._hash(packed[inside]))
+        groups.append(
+            (
+                np.concatenate(char_rows) if char_rows else np.zeros(0, np.int64),
+                np.concatenate(char_ids) if char_ids else np.zeros(0, np.int64),
+            )
+        )
+
+        rows_all: list[npt.NDArray[np.int64]] = []
+        ids_all: list[npt.NDArray[np.int64]] = []
+        weights_all: list[npt.NDArray[np.float32]] = []
+        for rows, ids in groups:
+            per_row = np.bincount(rows, minlength=count).astype(np.float32)
+            scale = (1.0 / np.sqrt(np.maximum(per_row, 1.0))).astype(np.float32)
+            rows_all.append(rows)
+            ids_all.append(ids)
+            weights_all.append(scale[rows])
+        rows_cat = np.concatenate(rows_all)
+        order = np.argsort(rows_cat, kind="stable")
+        rows_cat = rows_cat[order]
+        ids_cat = np.concatenate(ids_all)[order]
+        weights_cat = np.concatenate(weights_all)[order]
+        per_row_total = np.bincount(rows_cat, minlength=count)
+        width = max(int(per_row_total.max(initial=0)), 1)
+        column = np.arange(rows_cat.size, dtype=np.int64) - np.repeat(
+            np.cumsum(per_row_total) - per_row_total, per_row_total
+        )
+        ids_out = np.zeros((count, width), dtype=np.int64)
+        weights_out = np.zeros((count, width), dtype=np.float32)
+        ids_out[rows_cat, column] = ids_cat
+        weights_out[rows_cat, column] = weights_cat
+        return ids_out, weights_out
+
+
+def _packaged_dir() -> Path:
+    """The directory of the model that ships inside the ``gateway`` package."""
+    return Path(str(importlib.resources.files("gateway") / "models"))
+
+
+def _resolve(path: str | Path | None) -> tuple[Path, Path]:
+    """(manifest path, directory) for a model directory, a manifest or an .onnx file."""
+    target = _packaged_dir() if path is None else Path(path)
+    if target.is_dir():
+        return target / MANIFEST_NAME, target
+    if target.suffix == ".json":
+        return target, target.parent
+    if target.suffix == ".onnx":
+        return target.parent / MANIFEST_NAME, target.parent
+    raise ModelIntegrityError(f"{target}: not a model directory, a manifest or an .onnx file")
+
+
+class TextIntentModel:
+    """The packaged (or a given) text-intent model: ``predict`` maps texts to `Intent`s."""
+
+    def __init__(
+        self,
+        manifest: Mapping[str, Any],
+        model_bytes: bytes,
+        *,
+        threshold: float | None = None,
+        intra_op_threads: int = 1,
+        model_file: Path | None = None,
+    ) -> None:
+        """Build from a manifest and the model bytes it describes (checked: sha256 and size)."""
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        if digest != manifest.get("sha256"):
+            raise ModelIntegrityError(
+                f"model file {model_file or '(bytes)'} has sha256 {digest}, but its manifest says"
+                f" {manifest.get('sha256')}: refusing to load a modified or mismatched model"
+            )
+        if len(model_bytes) != manifest.get("size_bytes"):
+            raise ModelIntegrityError(
+                f"model file {model_file or '(bytes)'} has {len(model_bytes)} bytes, its manifest"
+                f" says {manifest.get('size_bytes')}"
+            )
+        try:
+            self.labels: tuple[str, ...] = tuple(str(label) for label in manifest["labels"])
+            self.featurizer = Featurizer.from_manifest(manifest["features"])
+            default_threshold = float(manifest["threshold"])
+            self.version: str = str(manifest["version"])
+            gazetteer = manifest.get("slots", {}).get("gazetteer", {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelIntegrityError(f"malformed model manifest: {exc!r}") from exc
+        if OTHER not in self.labels:
+            raise ModelIntegrityError(f"the manifest's labels lack {OTHER!r}: {self.labels}")
+        self.threshold = default_threshold if threshold is None else float(threshold)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
+        if intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        self.manifest: dict[str, Any] = dict(manifest)
+        self.sha256: str = digest
+        self.size_bytes: int = len(model_bytes)
+        self.model_file = model_file
+        self.intra_op_threads = intra_op_threads
+        self.slots = SlotExtractor(gazetteer)
+        self._other = self.labels.index(OTHER)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelIntegrityError(f"onnxruntime cannot load the model: {exc}") from exc
+        outputs = [output.name for output in self._session.get_outputs()]
+        if "probs" not in outputs:
+            raise ModelIntegrityError(f"the model has no 'probs' output (outputs: {outputs})")
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        intra_op_threads: int = 1,
+    ) -> TextIntentModel:
+        """Load a model: the packaged one by default, else a directory, manifest or .onnx file.
+
+        Raises `ModelIntegrityError` when the manifest is missing or malformed, or when the
+        model file's sha256 or size differs from the manifest.
+        """
+        manifest_path, directory = _resolve(path)
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelIntegrityError(f"no model manifest at {manifest_path}") from exc
+        except json.JSONDecodeError as exc:
+            raise ModelIntegrityError(f"{manifest_path} is not valid JSON: {exc}") from exc
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
+            raise ModelIntegrityError(f"{manifest_path}: the manifest names no model file")
+        model_file = directory / manifest["file"]
+        if path is not None and Path(path).suffix == ".onnx":
+            model_file = Path(path)
+        try:
+            model_bytes = model_file.read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelIntegrityError(f"model file {model_file} not found") from exc
+        return cls(
+            manifest,
+            model_bytes,
+            threshold=threshold,
+            intra_op_threads=intra_op_threads,
+            model_file=model_file,
+        )
+
+    def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Label probabilities, shape (len(texts), len(labels)), in one onnxruntime call."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        ids, weights = self.featurizer(texts)
+        (probs,) = self._session.run(["probs"], {"ids": ids, "weights": weights})
+        return np.asarray(probs, dtype=np.float32)
+
+    def decide(self, probs: npt.NDArray[np.float32]) -> list[tuple[str, float]]:
+        """(label, confidence) per row: ``other`` when it wins or the best is below threshold.
+
+        For ``other`` the confidence is 1 - (probability of the best smart-home intent).
+        """
+        best = probs.argmax(axis=1)
+        iot = np.delete(probs, self._other, axis=1).max(axis=1, initial=0.0)
+        decided: list[tuple[str, float]] = []
+        for row, index in enumerate(best.tolist()):
+            confidence = float(probs[row, index])
+            if index == self._other or confidence < self.threshold:
+                decided.append((OTHER, min(max(1.0 - float(iot[row]), 0.0), 1.0)))
+            else:
+                decided.append((self.labels[index], min(max(confidence, 0.0), 1.0)))
+        return decided
+
+    def predict(self, texts: Sequence[str]) -> list[Intent]:
+        """One `Intent` per text (batched: one onnxruntime call); slots only for smart-home."""
+        decided = self.decide(self.predict_proba(texts))
+        intents: list[Intent] = []
+        for text, (name, confidence) in zip(texts, decided, strict=True):
+            slots = self.slots.extract_dict(text) if name != OTHER else {}
+            intents.append(Intent(name=name, confidence=round(confidence, 4), slots=slots))
+        return intents
+
+    def __repr__(self) -> str:
+        return (
+            f"TextIntentModel(version={self.version!r}, sha256={self.sha256[:12]}...,"
+            f" threshold={self.threshold})"
+        )
