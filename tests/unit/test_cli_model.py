@@ -66,12 +66,10 @@ def test_model_eval_without_json_prints_a_table(data_file: Path) -> None:
     assert all(key in result.stdout for key in EVAL_KEYS)
 
 
-@pytest.mark.skipif(
-    not (default_data_dir() / "intents" / "iot_train.jsonl").is_file(),
-    reason="the training data (../shared/data) is not available",
-)
 def test_model_eval_on_the_validation_split() -> None:
     """model eval --split val evaluates the reproducible split of the training data."""
+    data = default_data_dir() / "intents" / "iot_train.jsonl"
+    assert data.is_file(), f"the training data is expected at {data} (shared/ beside the clone)"
     result = runner.invoke(app, ["model", "eval", "--split", "val", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
