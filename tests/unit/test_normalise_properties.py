@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import cbor2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ from gateway.pipeline import (
     normalise_command,
     normalise_telemetry,
 )
+from gateway.pipeline.cbor import decode_cbor_scanned
 from schemas import TelemetryBatch, TextCommand
 
 NOW = 1_700_000_000.0
@@ -268,3 +270,30 @@ def test_senml_json_round_trip(pack: list[dict[str, Any]]) -> None:
     """The same Pack sent as SenML-JSON with no Content-Format normalises to the same readings."""
     batch = normalise_telemetry("dev-1", to_json_text(pack), None, source="mqttsn", now=NOW)
     assert same(as_tuples(batch), expected_readings(pack))
+
+
+_plain_scalars = (
+    st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.binary(max_size=8) | st.booleans() | st.none()
+)
+_plain_values = st.recursive(
+    _plain_scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.integers(-50, 50) | st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_plain_values)
+def test_canonical_fast_path_agrees_with_the_scanner(value: object) -> None:
+    """decode_cbor's re-encoding fast path returns what the full scanner path returns."""
+    encoded = cbor2.dumps(value)
+    try:
+        scanned = decode_cbor_scanned(encoded, 8)
+    except PayloadError:
+        with pytest.raises(PayloadError):
+            decode_cbor(encoded)
+        return
+    assert decode_cbor(encoded) == scanned
