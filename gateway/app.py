@@ -105,7 +105,10 @@ class Gateway:
         cfg = settings.mqttsn
         core = GatewayCore(
             cfg, now=now,
-            advertise_to=(cfg.advertise_address, cfg.port) if cfg.advertise_interval else None,
+            advertise_to=(
+                (cfg.advertise_address, cfg.advertise_port or cfg.port)
+                if cfg.advertise_interval else None
+            ),
         )
         restored = core.restore(await asyncio.to_thread(store.load_all), now)
         log.info("sessions_restored", count=restored)

@@ -28,6 +28,9 @@ class MqttSnConfig(_Section):
     advertise_address: str = Field(
         "255.255.255.255", description="Destination address of ADVERTISE broadcasts."
     )
+    advertise_port: int = Field(
+        0, ge=0, le=65535, description="Destination port of ADVERTISE; 0 = the gateway's port."
+    )
     max_clients: int = Field(
         20000, ge=1, description="Client table size; beyond it CONNECT gets congestion."
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mqttsn.packets import GwInfo, PingReq, PingResp, Publish, SearchGw
+from gateway.mqttsn.codec import decode
+from gateway.mqttsn.packets import Advertise, GwInfo, PingReq, PingResp, Publish, SearchGw
 from tests.integration.gateway_runner import (
     address,
     broker_connected,
@@ -120,3 +121,27 @@ async def test_sessions_survive_a_gateway_restart(tmp_path: Path) -> None:
         client.send(PingReq())
         await client.expect(PingResp)
         assert gateway.core.counters["publish_invalid_topic_id"] == 0
+
+
+async def test_advertise_is_sent_periodically(tmp_path: Path) -> None:
+    """With an advertise interval the gateway sends ADVERTISE(gw id, interval) each interval."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Listener(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            received.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Listener, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        settings = gateway_settings(
+            tmp_path, gateway_id=5, advertise_interval=1, advertise_address="127.0.0.1",
+            advertise_port=port,
+        )
+        async with running_gateway(settings):
+            first = decode(await asyncio.wait_for(received.get(), 3))
+            second = decode(await asyncio.wait_for(received.get(), 3))
+    finally:
+        transport.close()
+    assert first == second == Advertise(5, 1)
