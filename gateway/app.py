@@ -18,7 +18,7 @@ from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
 from gateway.pipeline.decide import Decider
 from gateway.pipeline.ingest import Pipeline
-from gateway.recognizer.service import LocalRecognizer
+from gateway.recognizer.service import LocalRecognizer, OccupancyRecognizer
 from gateway.router import MqttSnRouter
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import load_rules
@@ -56,7 +56,7 @@ class Gateway:
         store = SessionStore(settings.data_dir / "mqttsn-sessions.sqlite3")
         transport: asyncio.DatagramTransport | None = None
         try:
-            core, bus, pipeline, recognizer = await self._assemble(store)
+            core, bus, pipeline, recognizers = await self._assemble(store)
             router = MqttSnRouter(core, bus, pipeline)
             self.router = router
             transport, protocol = await open_mqttsn_endpoint(
@@ -69,8 +69,8 @@ class Gateway:
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
                 tg.create_task(bus.link.run(), name="broker-link")
                 tg.create_task(self._flush_sessions(core, store), name="session-flusher")
-                if recognizer is not None:
-                    tg.create_task(recognizer.run(), name="recognizer")
+                for recognizer in recognizers:
+                    tg.create_task(recognizer.run(), name=f"recognizer-{type(recognizer).__name__}")
                 coap_ready = asyncio.Event()
                 tg.create_task(
                     run_coap_server(settings, bus, pipeline, coap_ready,
@@ -98,7 +98,7 @@ class Gateway:
 
     async def _assemble(
         self, store: SessionStore
-    ) -> tuple[GatewayCore, MessageBus, Pipeline, LocalRecognizer | None]:
+    ) -> tuple[GatewayCore, MessageBus, Pipeline, list[LocalRecognizer | OccupancyRecognizer]]:
         """Build the pieces (nothing runs yet): restored MQT-SN core, bus + link, pipeline."""
         settings = self.settings
         now = asyncio.get_running_loop().time()
@@ -117,12 +117,15 @@ class Gateway:
         bus.link = create_link(settings, bus.on_broker_message)
         self.bus = bus
         engine = RuleEngine(load_rules(settings.rules.path))
-        recognizer = (
-            await LocalRecognizer.load(settings.recognizer) if settings.recognizer.enabled else None
-        )
+        recognizers: list[LocalRecognizer | OccupancyRecognizer] = []
+        text = occupancy = None
+        if settings.recognizer.enabled:
+            text = await LocalRecognizer.load(settings.recognizer)
+            occupancy = await OccupancyRecognizer.load(settings.recognizer)
+            recognizers = [text, occupancy]
         gateway_id = f"{settings.site}-{settings.mqttsn.gateway_id}"
-        self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id), recognizer)
-        return core, bus, self.pipeline, recognizer
+        self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id), text, occupancy)
+        return core, bus, self.pipeline, recognizers
 
     def _coap_started(self, server: CoapServer) -> None:
         self.coap = server

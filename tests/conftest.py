@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import MosquittoProcess, MqttRecorder
 
@@ -39,3 +41,10 @@ def mqtt_recorder(
     finally:
         for recorder in recorders:
             recorder.stop()
+
+
+# CI runs a fixed, reproducible set of examples (a failure there can be replayed exactly);
+# developers' runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -432,6 +432,7 @@ class GatewayCore:
             return
         entry.awaiting = "pubcomp"
         entry.retries = 0
+        self._dirty.add(session.client_id)
         self._arm_retry(session, entry, now)
         self._send(session, PubRel(packet.msg_id))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Mapping
 from typing import Protocol
 
 import structlog
@@ -15,6 +17,7 @@ import structlog
 from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable, Overloaded
 from gateway.pipeline.decide import Decider
+from gateway.rules.engine import reading_key
 from schemas import CoapSummary, Intent, TelemetryBatch, TextCommand
 
 log = structlog.get_logger(__name__)
@@ -35,17 +38,36 @@ class Recognizer(Protocol):
         ...
 
 
+class OccupancyRecognizer(Protocol):
+    """Room readings -> (occupied, probability), asynchronously; None if features are missing."""
+
+    version: str
+
+    def wants(self, features: Mapping[str, object]) -> bool: ...
+
+    def submit(self, features: Mapping[str, object]) -> asyncio.Future[tuple[bool, float] | None]:
+        """Raises Overloaded when the recogniser's queue is full."""
+        ...
+
+
 class IngestPipeline(Protocol):
     def ingest(self, item: Item) -> Result: ...
 
 
 class Pipeline:
     def __init__(
-        self, bus: MessageBus, decider: Decider, recognizer: Recognizer | None = None
+        self,
+        bus: MessageBus,
+        decider: Decider,
+        recognizer: Recognizer | None = None,
+        occupancy: OccupancyRecognizer | None = None,
     ) -> None:
         self._bus = bus
         self.decider = decider
         self.recognizer = recognizer
+        self.occupancy = occupancy
+        self._occupied: dict[str, bool] = {}
+        self.counters: Counter[str] = Counter()
 
     def ingest(self, item: Item) -> Result:
         """Accept `item` or raise Overloaded; see `ingest_tracked`."""
@@ -70,6 +92,8 @@ class Pipeline:
         return self._command(item), done
 
     def _telemetry(self, batch: TelemetryBatch) -> CoapSummary:
+        if self.occupancy is not None:
+            self._submit_occupancy(self.occupancy, batch)
         decisions = self.decider.decide_readings(batch, time.time())
         if not decisions:
             return CoapSummary(accepted=len(batch.readings))
@@ -78,6 +102,39 @@ class Pipeline:
             intent=decisions[0].intent.name,
             actions=[action for decision in decisions for action in decision.actions],
         )
+
+    def _submit_occupancy(self, occupancy: OccupancyRecognizer, batch: TelemetryBatch) -> None:
+        """Room state comes back later; a change of state becomes a decision (not the answer)."""
+        features = {
+            reading_key(r.name): r.value for r in batch.readings if r.value is not None
+        }
+        if not occupancy.wants(features):
+            return
+        try:
+            future = occupancy.submit(features)
+        except Overloaded:
+            self.counters["occupancy_overloaded"] += 1
+            return
+        future.add_done_callback(lambda done: self._occupancy_done(batch.device_id, done))
+
+    def _occupancy_done(
+        self, device_id: str, done: asyncio.Future[tuple[bool, float] | None]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None or self.occupancy is None:
+            self.counters["occupancy_failed"] += 1
+            return
+        result = done.result()
+        if result is None:
+            return
+        occupied, probability = result
+        if self._occupied.get(device_id) == occupied:
+            return
+        self._occupied[device_id] = occupied
+        intent = Intent(
+            name="room_occupied" if occupied else "room_vacant",
+            confidence=round(probability if occupied else 1.0 - probability, 4),
+        )
+        self.decider.decide(device_id, intent, "local", self.occupancy.version, time.time())
 
     def _command(self, command: TextCommand) -> Result:
         recognizer = self.recognizer

@@ -127,3 +127,31 @@ async def test_coap_smoke_reading_fires_the_siren_rule(tmp_path: Path) -> None:
         assert (summary["accepted"], summary["intent"]) == (1, "smoke_detected")
         _, data = await siren.next_message(timeout=5)
         assert ActuatorCommand.model_validate_json(data).command == {"state": "on"}
+
+
+async def test_occupancy_model_drives_the_room(tmp_path: Path) -> None:
+    """A dark office reported over MQTT-SN turns its light off and HVAC to eco; a bright one
+    (occupied) turns the HVAC to comfort; a repeated state decides nothing new."""
+    async with (
+        running_gateway(gateway_settings(tmp_path)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sensor,
+        UdpMqttSnClient(address(gateway)) as office,
+    ):
+        await office.connect("office-actuators")
+        await office.subscribe("actuators/+/set", qos=0)
+        await sensor.connect("occ1")
+        topic_id = await sensor.register("devices/occ1/telemetry")
+        dark = {"temp": 21.0, "humidity": 27.0, "light": 0.0, "co2": 440.0}
+        await sensor.publish(topic_id, cbor2.dumps(dark), qos=1)
+        got = {
+            ActuatorCommand.model_validate_json((await office.next_message(timeout=5))[1])
+            .actuator_id: None
+            for _ in range(2)
+        }
+        assert set(got) == {"light.office", "hvac.office"}
+        await sensor.publish(topic_id, cbor2.dumps(dark), qos=1)
+        await office.nothing(0.3)
+        bright = {**dark, "light": 480.0, "co2": 900.0}
+        await sensor.publish(topic_id, cbor2.dumps(bright), qos=1)
+        command = ActuatorCommand.model_validate_json((await office.next_message(timeout=5))[1])
+        assert (command.actuator_id, command.command) == ("hvac.office", {"mode": "comfort"})

@@ -154,3 +154,18 @@ def test_a_client_that_connects_while_awake_stays_active() -> None:
     h.send(Connect("c1", 60, clean_session=False))
     h.send(PubAck(1, pub.msg_id, ACCEPTED))
     assert h.core.session("c1").state.value == "active"  # type: ignore[union-attr]
+
+
+def test_pubrec_stage_reaches_the_session_store() -> None:
+    """After PUBREC the persisted in-flight entry awaits PUBCOMP, so a restart sends PUBREL."""
+    h = Harness(**PREDEF)
+    h.connect(clean=False)
+    h.send(Subscribe(1, 1, QoS.EXACTLY_ONCE, TopicIdType.PREDEFINED))
+    h.core.deliver("a/b", b"x", 2, False, h.now)
+    (pub,) = h.drain(CLIENT_A)
+    store: dict[str, Any] = {}
+    persist(h, store)
+    assert h.send(PubRec(pub.msg_id)) == [PubRel(pub.msg_id)]  # type: ignore[union-attr]
+    persist(h, store)
+    (entry,) = store["c1"]["inflight"]
+    assert entry["awaiting"] == "pubcomp"
