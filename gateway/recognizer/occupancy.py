@@ -14,9 +14,6 @@ manifest before a session is made from the very same bytes.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +22,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
-from gateway.recognizer.text_model import ModelIntegrityError
+from gateway.recognizer.artifact import ModelIntegrityError, cpu_session, read_artifact, verify
 
 __all__ = [
     "MANIFEST_NAME",
@@ -53,22 +49,6 @@ class FeatureSpec:
     aliases: tuple[str, ...]
 
 
-def _packaged_dir() -> Path:
-    return Path(str(importlib.resources.files("gateway") / "models"))
-
-
-def _resolve(path: str | Path | None) -> tuple[Path, Path]:
-    """(manifest path, directory) for a model directory, a manifest or an .onnx file."""
-    target = _packaged_dir() if path is None else Path(path)
-    if target.is_dir():
-        return target / MANIFEST_NAME, target
-    if target.suffix == ".json":
-        return target, target.parent
-    if target.suffix == ".onnx":
-        return target.parent / MANIFEST_NAME, target.parent
-    raise ModelIntegrityError(f"{target}: not a model directory, a manifest or an .onnx file")
-
-
 def _number(value: object) -> float | None:
     """A finite float, or None (missing, not a number, NaN/inf, bool)."""
     if value is None or isinstance(value, bool):
@@ -91,17 +71,7 @@ class OccupancyModel:
         model_file: Path | None = None,
     ) -> None:
         """Build from a manifest and the model bytes it describes (checked: sha256 and size)."""
-        digest = hashlib.sha256(model_bytes).hexdigest()
-        if digest != manifest.get("sha256"):
-            raise ModelIntegrityError(
-                f"model file {model_file or '(bytes)'} has sha256 {digest}, but its manifest says"
-                f" {manifest.get('sha256')}: refusing to load a modified or mismatched model"
-            )
-        if len(model_bytes) != manifest.get("size_bytes"):
-            raise ModelIntegrityError(
-                f"model file {model_file or '(bytes)'} has {len(model_bytes)} bytes, its manifest"
-                f" says {manifest.get('size_bytes')}"
-            )
+        digest = verify(manifest, model_bytes, model_file)
         try:
             order = manifest["inputs"]["features"]["order"]
             self.features: tuple[FeatureSpec, ...] = tuple(
@@ -125,17 +95,7 @@ class OccupancyModel:
         self.sha256: str = digest
         self.size_bytes: int = len(model_bytes)
         self.model_file = model_file
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelIntegrityError(f"onnxruntime cannot load the model: {exc}") from exc
+        self._session = cpu_session(model_bytes, 1)
         inputs = self._session.get_inputs()
         outputs = [output.name for output in self._session.get_outputs()]
         if [i.name for i in inputs] != ["features"] or "probability" not in outputs:
@@ -153,22 +113,7 @@ class OccupancyModel:
         Raises `ModelIntegrityError` when the manifest is missing or malformed, or when the
         model file's sha256 or size differs from the manifest.
         """
-        manifest_path, directory = _resolve(path)
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ModelIntegrityError(f"no model manifest at {manifest_path}") from exc
-        except json.JSONDecodeError as exc:
-            raise ModelIntegrityError(f"{manifest_path} is not valid JSON: {exc}") from exc
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
-            raise ModelIntegrityError(f"{manifest_path}: the manifest names no model file")
-        model_file = directory / manifest["file"]
-        if path is not None and Path(path).suffix == ".onnx":
-            model_file = Path(path)
-        try:
-            model_bytes = model_file.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelIntegrityError(f"model file {model_file} not found") from exc
+        manifest, model_bytes, model_file = read_artifact(path, MANIFEST_NAME)
         return cls(manifest, model_bytes, threshold=threshold, model_file=model_file)
 
     @property

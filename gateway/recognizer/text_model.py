@@ -19,9 +19,6 @@ made from the very same bytes.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
-import json
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -31,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
-from gateway.errors import GatewayError
+from gateway.recognizer.artifact import ModelIntegrityError, cpu_session, read_artifact, verify
 from gateway.recognizer.slots import SlotExtractor
 from schemas import Intent
 
@@ -53,10 +49,6 @@ OTHER = "other"
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd: a multiplicative hash
-
-
-class ModelIntegrityError(GatewayError):
-    """The model file or its manifest is missing, malformed or does not match (sha256, size)."""
 
 
 def normalize(text: str) -> str:
@@ -182,23 +174,6 @@ class Featurizer:
         return ids_out, weights_out
 
 
-def _packaged_dir() -> Path:
-    """The directory of the model that ships inside the ``gateway`` package."""
-    return Path(str(importlib.resources.files("gateway") / "models"))
-
-
-def _resolve(path: str | Path | None) -> tuple[Path, Path]:
-    """(manifest path, directory) for a model directory, a manifest or an .onnx file."""
-    target = _packaged_dir() if path is None else Path(path)
-    if target.is_dir():
-        return target / MANIFEST_NAME, target
-    if target.suffix == ".json":
-        return target, target.parent
-    if target.suffix == ".onnx":
-        return target.parent / MANIFEST_NAME, target.parent
-    raise ModelIntegrityError(f"{target}: not a model directory, a manifest or an .onnx file")
-
-
 class TextIntentModel:
     """The packaged (or a given) text-intent model: ``predict`` maps texts to `Intent`s."""
 
@@ -212,17 +187,7 @@ class TextIntentModel:
         model_file: Path | None = None,
     ) -> None:
         """Build from a manifest and the model bytes it describes (checked: sha256 and size)."""
-        digest = hashlib.sha256(model_bytes).hexdigest()
-        if digest != manifest.get("sha256"):
-            raise ModelIntegrityError(
-                f"model file {model_file or '(bytes)'} has sha256 {digest}, but its manifest says"
-                f" {manifest.get('sha256')}: refusing to load a modified or mismatched model"
-            )
-        if len(model_bytes) != manifest.get("size_bytes"):
-            raise ModelIntegrityError(
-                f"model file {model_file or '(bytes)'} has {len(model_bytes)} bytes, its manifest"
-                f" says {manifest.get('size_bytes')}"
-            )
+        digest = verify(manifest, model_bytes, model_file)
         try:
             self.labels: tuple[str, ...] = tuple(str(label) for label in manifest["labels"])
             self.featurizer = Featurizer.from_manifest(manifest["features"])
@@ -245,18 +210,7 @@ class TextIntentModel:
         self.intra_op_threads = intra_op_threads
         self.slots = SlotExtractor(gazetteer)
         self._other = self.labels.index(OTHER)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelIntegrityError(f"onnxruntime cannot load the model: {exc}") from exc
+        self._session = cpu_session(model_bytes, intra_op_threads)
         outputs = [output.name for output in self._session.get_outputs()]
         if "probs" not in outputs:
             raise ModelIntegrityError(f"the model has no 'probs' output (outputs: {outputs})")
@@ -274,22 +228,7 @@ class TextIntentModel:
         Raises `ModelIntegrityError` when the manifest is missing or malformed, or when the
         model file's sha256 or size differs from the manifest.
         """
-        manifest_path, directory = _resolve(path)
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ModelIntegrityError(f"no model manifest at {manifest_path}") from exc
-        except json.JSONDecodeError as exc:
-            raise ModelIntegrityError(f"{manifest_path} is not valid JSON: {exc}") from exc
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
-            raise ModelIntegrityError(f"{manifest_path}: the manifest names no model file")
-        model_file = directory / manifest["file"]
-        if path is not None and Path(path).suffix == ".onnx":
-            model_file = Path(path)
-        try:
-            model_bytes = model_file.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelIntegrityError(f"model file {model_file} not found") from exc
+        manifest, model_bytes, model_file = read_artifact(path, MANIFEST_NAME)
         return cls(
             manifest,
             model_bytes,
