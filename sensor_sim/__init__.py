@@ -1,4 +1,5 @@
-"""Sensor fleet simulator (MQTT-SN and CoAP clients for demos and load tests).
+"""Sensor fleet simulator: MQTT-SN and CoAP devices, text panels and actuators from a scenario.
 
-Placeholder package: the simulator is planned in a later issue and does not exist yet.
+`sensor-sim run SCENARIO ...` (sensor_sim.cli) runs a fleet (sensor_sim.fleet) described by a
+scenario file (schemas.scenario, loaded by sensor_sim.scenario) and writes a JSON report.
 """
