@@ -65,7 +65,8 @@ class MqttSnRouter:
 
     def _on_published(self, event: MessagePublished) -> None:
         if event.will:
-            log.info("will_published", client_id=event.client_id, topic=event.topic)
+            log.info("will_published", client_id=event.client_id, addr=self._addr_of(event),
+                     topic=event.topic)
         kind = classify(event.topic)
         if kind is not None:
             self._ingest(event, *kind)
@@ -79,7 +80,8 @@ class MqttSnRouter:
             return
         except ValueError as exc:  # a topic or payload MQTT cannot carry
             self.counters["refused_invalid_for_broker"] += 1
-            log.warning("publish_not_bridged", client_id=event.client_id, topic=event.topic,
+            log.warning("publish_not_bridged", client_id=event.client_id,
+                        addr=self._addr_of(event), topic=event.topic,
                         reason=str(exc))
             if event.needs_ack:
                 self._ack(event, ReturnCode.NOT_SUPPORTED)
@@ -94,7 +96,8 @@ class MqttSnRouter:
             _, done = self._pipeline.ingest_tracked(item)
         except PayloadError as exc:
             self.counters[f"payload_rejected_{exc.kind}"] += 1
-            log.warning("payload_rejected", client_id=event.client_id, topic=event.topic,
+            log.warning("payload_rejected", client_id=event.client_id,
+                        addr=self._addr_of(event), topic=event.topic,
                         reason=exc.kind, diagnostic=exc.diagnostic)
             if event.needs_ack:
                 self._ack(event, ReturnCode.NOT_SUPPORTED)
@@ -105,6 +108,10 @@ class MqttSnRouter:
                 self._ack(event, ReturnCode.CONGESTION)
             return
         self._ack_when_done(event, done)
+
+    def _addr_of(self, event: MessagePublished) -> str | None:
+        session = None if event.client_id is None else self._core.session(event.client_id)
+        return None if session is None else _addr(session.address)
 
     def _ack_when_done(self, event: MessagePublished, done: asyncio.Future[None] | None) -> None:
         if not event.needs_ack:
