@@ -6,6 +6,7 @@ Commands are grouped in typer sub-apps (``config`` now; ``demo``, ``recognize`` 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import tomllib
@@ -143,6 +144,22 @@ def run(config: ConfigOption = None) -> None:
     # Imported late so that the other commands work without the runtime's dependencies loaded.
     serve: Callable[[Settings], int] = importlib.import_module("gateway.app").serve
     raise typer.Exit(serve(settings))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(min=1.0, help="Seconds the fleet runs.")] = 20.0,
+    broker: Annotated[str, typer.Option(help="Also bridge to this broker (mqtt://...).")] = "",
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Run the gateway (local defaults, temporary data) with a simulated smart home."""
+    configure_logging(Settings(log={"level": "warning", "format": "console"}).log)
+    run_demo = importlib.import_module("gateway.demo").run_demo
+    sim_cli = importlib.import_module("sensor_sim.cli")
+    result = asyncio.run(run_demo(duration, broker))
+    if report is not None:
+        report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    sim_cli.Console().print(sim_cli.summary_table(result))
 
 
 def settings_as_json(settings: Settings) -> str:
