@@ -188,7 +188,7 @@ class RecognizerConfig(_Section):
         description="Below this confidence the intent is 'other'; empty = the model's own.",
     )
     batch_window_ms: float = Field(
-        2.0, ge=0.0, description="How long a request waits for others to share its batch."
+        0.5, ge=0.0, description="How long a request waits for others to share its batch."
     )
     max_batch: int = Field(64, ge=1, description="Largest batch handed to the model at once.")
     max_queue: int = Field(
