@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 import structlog
 
-from gateway.bridge.link import create_link
+from gateway.bridge.link import BrokerLink, create_link
 from gateway.coap.server import CoapServer, run_coap_server
 from gateway.config import Settings
 from gateway.delivery.bus import MessageBus
+from gateway.delivery.uplink import SpoolingLink
 from gateway.errors import GatewayError
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
@@ -22,6 +24,8 @@ from gateway.recognizer.service import LocalRecognizer, OccupancyRecognizer
 from gateway.router import MqttSnRouter
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import load_rules
+from gateway.spool import DEFAULT_FILENAME as SPOOL_FILENAME
+from gateway.spool import Spool
 from gateway.transport.udp import open_mqttsn_endpoint
 
 log = structlog.get_logger(__name__)
@@ -46,6 +50,7 @@ class Gateway:
         self.bus: MessageBus | None = None
         self.pipeline: Pipeline | None = None
         self.coap: CoapServer | None = None
+        self._closers: list[Callable[[], None]] = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -94,6 +99,8 @@ class Gateway:
             if self.core is not None:
                 await asyncio.to_thread(store.apply, self.core.take_dirty())
             store.close()
+            for close in self._closers:
+                close()
             log.info("gateway_stopped")
 
     async def _assemble(
@@ -114,7 +121,7 @@ class Gateway:
         log.info("sessions_restored", count=restored)
         self.core = core
         bus = MessageBus()
-        bus.link = create_link(settings, bus.on_broker_message)
+        bus.link = await self._uplink(create_link(settings, bus.on_broker_message))
         self.bus = bus
         engine = RuleEngine(load_rules(settings.rules.path))
         recognizers: list[LocalRecognizer | OccupancyRecognizer] = []
@@ -123,9 +130,28 @@ class Gateway:
             text = await LocalRecognizer.load(settings.recognizer)
             occupancy = await OccupancyRecognizer.load(settings.recognizer)
             recognizers = [text, occupancy]
-        gateway_id = f"{settings.site}-{settings.mqttsn.gateway_id}"
-        self.pipeline = Pipeline(bus, Decider(engine, bus, gateway_id), text, occupancy)
+        self.pipeline = Pipeline(bus, Decider(engine, bus, self.gateway_id), text, occupancy)
         return core, bus, self.pipeline, recognizers
+
+    @property
+    def gateway_id(self) -> str:
+        return f"{self.settings.site}-{self.settings.mqttsn.gateway_id}"
+
+    async def _uplink(self, link: BrokerLink) -> BrokerLink:
+        """The broker link, behind the durable spool when there is a broker and it is on."""
+        cfg = self.settings.spool
+        if not self.settings.broker.url or not cfg.enabled:
+            return link
+        spool = await asyncio.to_thread(
+            Spool, self.settings.data_dir / SPOOL_FILENAME,
+            max_bytes=cfg.max_bytes, max_age_s=cfg.max_age_s,
+            decision_share=cfg.decision_share, command_share=cfg.command_share,
+            telemetry_share=cfg.telemetry_share, synchronous=cfg.synchronous,
+            max_file_bytes=cfg.max_file_bytes or None,
+        )
+        self._closers.append(spool.close)
+        return SpoolingLink(link, spool, gateway_id=self.gateway_id,
+                            replay_rate=cfg.replay_rate, replay_burst=cfg.replay_burst)
 
     def _coap_started(self, server: CoapServer) -> None:
         self.coap = server

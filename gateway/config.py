@@ -21,6 +21,7 @@ from schemas.config import (
     RecognizerConfig,
     RulesConfig,
 )
+from schemas.spool_config import SpoolConfig
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     recognizer: RecognizerConfig = Field(default_factory=RecognizerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod

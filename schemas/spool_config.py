@@ -1,7 +1,5 @@
-"""The spool settings section, to be moved into schemas/config.py and composed into Settings.
-
-Environment names once composed as ``spool``: ``EGW_SPOOL__ENABLED``, ``EGW_SPOOL__MAX_BYTES``, ...
-The spool file is ``EGW_DATA_DIR/spool.sqlite3`` (``gateway.spool.DEFAULT_FILENAME``).
+"""The spool settings section (``Settings.spool``: ``EGW_SPOOL__ENABLED``, ``EGW_SPOOL__MAX_BYTES``,
+...). The spool file is ``EGW_DATA_DIR/spool.sqlite3`` (``gateway.spool.DEFAULT_FILENAME``).
 """
 
 from __future__ import annotations

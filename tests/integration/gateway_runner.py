@@ -12,7 +12,9 @@ from gateway.app import Gateway
 from gateway.config import Settings
 
 
-def gateway_settings(data_dir: Path, broker_url: str = "", **mqttsn: Any) -> Settings:
+def gateway_settings(
+    data_dir: Path, broker_url: str = "", *, spool: dict[str, Any] | None = None, **mqttsn: Any
+) -> Settings:
     """Loopback, an ephemeral UDP port unless given, short timers suited to tests."""
     mqttsn.setdefault("host", "127.0.0.1")
     mqttsn.setdefault("port", 0)
@@ -21,6 +23,7 @@ def gateway_settings(data_dir: Path, broker_url: str = "", **mqttsn: Any) -> Set
         data_dir=data_dir,
         mqttsn=mqttsn,
         coap={"host": "127.0.0.1", "port": 0},
+        spool=spool or {},
         broker={"url": broker_url, "reconnect_min": 0.1, "reconnect_max": 0.5},
     )
 

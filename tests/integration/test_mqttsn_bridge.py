@@ -15,7 +15,7 @@ from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMes
 from gateway.mqttsn.constants import QoS, ReturnCode
 from gateway.mqttsn.packets import PubAck, Publish, RegAck, Register
 from schemas import TelemetryBatch
-from tests.helpers import MosquittoProcess, MqttRecorder
+from tests.helpers import MosquittoProcess, MqttRecorder, TcpProxy
 from tests.integration.gateway_runner import (
     address,
     broker_connected,
@@ -143,13 +143,15 @@ async def test_local_subscriber_gets_each_message_once_with_the_broker_up(
     assert len(recorder.messages) == 5
 
 
-async def test_broker_outage_holds_puback_until_the_broker_has_the_message(
+async def test_broker_outage_holds_puback_when_the_spool_is_off(
     tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
 ) -> None:
-    """QoS 1 with the broker down: local delivery at once, PUBACK only after the broker is back."""
+    """Spool off: QoS 1 with the broker down is delivered locally at once, and PUBACKed only
+    after the restarted broker has it."""
     recorder = mqtt_recorder("edge/site1/sensors/#", qos=1)
+    settings = gateway_settings(tmp_path, mosquitto.url, spool={"enabled": False})
     async with (
-        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        running_gateway(settings) as gateway,
         UdpMqttSnClient(address(gateway)) as sensor,
         UdpMqttSnClient(address(gateway)) as local,
     ):
@@ -170,6 +172,70 @@ async def test_broker_outage_holds_puback_until_the_broker_has_the_message(
         await recorder.wait_for_async(1, within=10)
         await asyncio.sleep(0.3)
     assert [m.payload for m in recorder.messages] == [b"during-outage"]
+
+
+async def test_broker_outage_spools_and_replays_exactly_once(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """Spool on (default): QoS 1 and QoS 0 published while the broker is unreachable are
+    PUBACKed once on disk and reach the broker exactly once when it is reachable again."""
+    recorder = mqtt_recorder("edge/site1/sensors/#", qos=1)
+    proxy = TcpProxy(mosquitto.port)  # the outage is between gateway and broker only
+    await proxy.start()
+    try:
+        async with (
+            running_gateway(gateway_settings(tmp_path, proxy.url)) as gateway,
+            UdpMqttSnClient(address(gateway)) as sensor,
+        ):
+            await sensor.connect("sensor")
+            topic_id = await sensor.register("sensors/sensor/raw")
+            await broker_connected(gateway)
+            port = proxy.port
+            await proxy.close()
+            await broker_disconnected(gateway)
+            for n in range(20):
+                await sensor.publish(topic_id, f"q1-{n}".encode(), qos=1)
+            await sensor.publish(topic_id, b"q0", qos=0)
+            await recorder_sees_nothing(recorder, 0.3)
+            await proxy.start(port)
+            await recorder.wait_for_async(21, within=15)
+            await asyncio.sleep(0.5)
+    finally:
+        await proxy.close()
+    payloads = sorted(m.payload for m in recorder.messages)
+    assert payloads == sorted([f"q1-{n}".encode() for n in range(20)] + [b"q0"])
+
+
+async def recorder_sees_nothing(recorder: MqttRecorder, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    assert recorder.messages == []
+
+
+async def test_spooled_messages_survive_a_gateway_restart(
+    tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
+) -> None:
+    """Acknowledged while the broker was down, stopped, restarted with the broker back: nothing
+    acknowledged is lost."""
+    async with (
+        running_gateway(gateway_settings(tmp_path, mosquitto.url)) as gateway,
+        UdpMqttSnClient(address(gateway)) as sensor,
+    ):
+        port = address(gateway)[1]
+        await broker_connected(gateway)
+        await asyncio.to_thread(mosquitto.stop)
+        await broker_disconnected(gateway)
+        await sensor.connect("sensor")
+        topic_id = await sensor.register("sensors/sensor/raw")
+        for n in range(10):
+            await sensor.publish(topic_id, f"kept-{n}".encode(), qos=1, retain=n == 9)
+    await asyncio.to_thread(mosquitto.start)
+    recorder = mqtt_recorder("edge/site1/sensors/#", qos=1)
+    async with running_gateway(gateway_settings(tmp_path, mosquitto.url, port=port)):
+        await recorder.wait_for_async(10, within=15)
+        await asyncio.sleep(0.5)
+    assert sorted(m.payload for m in recorder.messages) == sorted(
+        f"kept-{n}".encode() for n in range(10)
+    )
 
 
 async def test_will_of_a_lost_client_is_published_to_the_broker(

@@ -1,0 +1,175 @@
+"""The uplink: the broker link with a durable spool in front of it for when the broker is away.
+
+`SpoolingLink` has the `BrokerLink` interface, so the bus does not change. While the link is
+connected, publishes go straight to it (the future resolves on the broker's PUBACK). While it is
+not, every broker-bound message is appended to the spool instead; the future resolves once the
+append has committed, so a QoS 1/2 sensor message is acknowledged only when it is safe. When the
+link is back, a replay loop drains the spool in priority and FIFO order at a paced rate,
+interleaved with live traffic, and deletes a row only after the broker's PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+import structlog
+
+from gateway.bridge.link import BrokerLink
+from gateway.errors import BrokerUnavailable
+from gateway.spool import Row, Spool, SpoolFull, SpoolMessage, TokenBucket
+
+log = structlog.get_logger(__name__)
+
+_WRITE_BATCH = 256
+_MAX_WRITE_BACKLOG = 65536
+_REPLAY_BATCH = 64
+_IDLE_POLL = 0.2
+
+
+def spool_class(topic: str) -> str:
+    """Priority class of a broker-bound topic: decisions > actuator commands > the rest."""
+    if topic.startswith("decisions/"):
+        return "decision"
+    if topic.startswith("actuators/"):
+        return "command"
+    return "telemetry"
+
+
+class SpoolingLink:
+    """A BrokerLink that spools to disk while the wrapped link is not connected."""
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        spool: Spool,
+        *,
+        gateway_id: str,
+        replay_rate: float,
+        replay_burst: int,
+    ) -> None:
+        self._link = link
+        self._spool = spool
+        self._gateway_id = gateway_id
+        self._bucket = TokenBucket(replay_rate, replay_burst)
+        self._writes: list[tuple[SpoolMessage, asyncio.Future[None]]] = []
+        self._write_wanted = asyncio.Event()
+        self._in_flight: set[int] = set()
+        self._acked: list[int] = []
+        self._settled = asyncio.Event()
+        self.spool_counters: Counter[str] = Counter()
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        return {**self._link.counters, **{f"spool_{k}": v for k, v in self.spool_counters.items()}}
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        self._link.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        self._link.unsubscribe(topic_filter)
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> asyncio.Future[None] | None:
+        if self._link.connected:
+            return self._link.publish(topic, payload, qos, retain)
+        if len(self._writes) >= _MAX_WRITE_BACKLOG:
+            self.spool_counters["refused_write_backlog"] += 1
+            raise BrokerUnavailable("spool write backlog full")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        message = SpoolMessage(spool_class(topic), topic, payload, qos, retain, self._gateway_id)
+        self._writes.append((message, future))
+        self._write_wanted.set()
+        # QoS 0 has no acknowledgement to wait for, but it is spooled all the same.
+        return future if qos > 0 else None
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._link.run(ready), name="broker-link")
+            tg.create_task(self._write_loop(), name="spool-writer")
+            tg.create_task(self._replay_loop(), name="spool-replay")
+
+    async def _write_loop(self) -> None:
+        """Group commit: every append waiting now goes into one transaction (one fsync)."""
+        try:
+            while True:
+                await self._write_wanted.wait()
+                self._write_wanted.clear()
+                while self._writes:
+                    batch, self._writes = self._writes[:_WRITE_BATCH], self._writes[_WRITE_BATCH:]
+                    results = await asyncio.to_thread(
+                        self._spool.append_many, [message for message, _ in batch], time.time()
+                    )
+                    for (_, future), result in zip(batch, results, strict=True):
+                        if isinstance(result, SpoolFull):
+                            self.spool_counters[f"refused_{result.reason}"] += 1
+                            if not future.done():
+                                future.set_exception(BrokerUnavailable(f"spool: {result.reason}"))
+                        else:
+                            self.spool_counters["appended"] += 1
+                            if not future.done():
+                                future.set_result(None)
+        finally:
+            for _, future in self._writes:
+                future.cancel()
+
+    async def _replay_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._link.connected:
+                await asyncio.sleep(_IDLE_POLL)
+                continue
+            rows = await asyncio.to_thread(
+                self._spool.peek, _REPLAY_BATCH, tuple(self._in_flight), time.time()
+            )
+            if not rows:
+                await asyncio.sleep(_IDLE_POLL)
+                continue
+            for row in rows:
+                delay = self._bucket.delay(loop.time())
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self._bucket.take(loop.time())
+                if not self._replay(row):
+                    break
+            if self._in_flight:
+                self._settled.clear()
+                # A lost connection leaves futures pending until the link resends: poll too.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settled.wait(), 5.0)
+            acked, self._acked = self._acked, []
+            if acked:
+                await asyncio.to_thread(self._delete, acked)
+
+    def _replay(self, row: Row) -> bool:
+        """Send one spooled row; False when the link cannot take it now."""
+        try:
+            done = self._link.publish(row.topic, row.payload, max(row.qos, 1), row.retain)
+        except BrokerUnavailable:
+            return False
+        self._in_flight.add(row.id)
+        self.spool_counters["replayed"] += 1
+        assert done is not None
+        done.add_done_callback(lambda fut: self._replayed(row.id, fut))
+        return True
+
+    def _replayed(self, row_id: int, done: asyncio.Future[None]) -> None:
+        self._in_flight.discard(row_id)
+        if not done.cancelled() and done.exception() is None:
+            self._acked.append(row_id)  # deleted in the next batch; until then still stored
+        if not self._in_flight:
+            self._settled.set()
+
+    def _delete(self, ids: list[int]) -> None:
+        try:
+            self._spool.delete(ids)
+        except SpoolFull:
+            self.spool_counters["delete_failed"] += 1
