@@ -31,8 +31,8 @@ def mqtt_recorder(
     """Factory: ``mqtt_recorder("edge/#", qos=1)`` -> a subscribed recorder on ``mosquitto``."""
     recorders: list[MqttRecorder] = []
 
-    def make(topic_filter: str, qos: int = 1) -> MqttRecorder:
-        recorder = MqttRecorder(mosquitto.host, mosquitto.port, topic_filter, qos)
+    def make(topic_filter: str, qos: int = 1, *, mqtt5: bool = False) -> MqttRecorder:
+        recorder = MqttRecorder(mosquitto.host, mosquitto.port, topic_filter, qos, mqtt5=mqtt5)
         recorders.append(recorder)
         return recorder.start()
 

@@ -125,6 +125,7 @@ class Received:
     payload: bytes
     retain: bool
     qos: int
+    user_properties: tuple[tuple[str, str], ...] = ()
 
 
 class MqttRecorder:
@@ -133,7 +134,9 @@ class MqttRecorder:
     It re-subscribes after every reconnect, so it survives a broker restart.
     """
 
-    def __init__(self, host: str, port: int, topic_filter: str, qos: int = 1) -> None:
+    def __init__(
+        self, host: str, port: int, topic_filter: str, qos: int = 1, *, mqtt5: bool = False
+    ) -> None:
         self.topic_filter = topic_filter
         self._qos = qos
         self._host, self._port = host, port
@@ -143,7 +146,7 @@ class MqttRecorder:
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"recorder-{uuid.uuid4().hex[:8]}",
-            protocol=paho.MQTTv311,
+            protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
         )
         self._client.reconnect_delay_set(min_delay=0.05, max_delay=0.2)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
@@ -168,8 +171,12 @@ class MqttRecorder:
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._cond:
+            props = getattr(msg.properties, "UserProperty", None) or []
             self._messages.append(
-                Received(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos)
+                Received(
+                    msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos,
+                    tuple((str(k), str(v)) for k, v in props),
+                )
             )
             self._cond.notify_all()
 

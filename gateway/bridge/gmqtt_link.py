@@ -156,10 +156,19 @@ class _Session:
         size: int = self._transport.get_write_buffer_size()
         return size
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+    def publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool,
+        properties: Mapping[str, str] | None = None,
+    ) -> int:
         """Write a PUBLISH; the packet id for QoS 1/2 (0 for QoS 0)."""
         self._store.last_mid = 0
-        self._client.publish(gmqtt.Message(topic, payload, qos=qos, retain=retain))
+        if properties:
+            message = gmqtt.Message(
+                topic, payload, qos=qos, retain=retain, user_property=list(properties.items())
+            )
+        else:
+            message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
+        self._client.publish(message)
         return self._store.last_mid
 
     def subscribe(self, topic_filter: str, qos: int) -> int:
@@ -224,6 +233,7 @@ class _Outgoing:
     qos: int
     retain: bool
     future: asyncio.Future[None] | None  # None: the link's own status message
+    properties: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -282,7 +292,13 @@ class GmqttLink:
         return MappingProxyType(self._counters)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
         if qos not in (0, 1, 2):
             raise ValueError(f"invalid QoS {qos}")
@@ -298,7 +314,7 @@ class GmqttLink:
             elif session.write_buffer_size > MAX_WRITE_BUFFER:
                 self._counters["dropped_backpressure_qos0"] += 1
             else:
-                self._send(session, _Outgoing(broker_topic, payload, 0, retain, None))
+                self._send(session, _Outgoing(broker_topic, payload, 0, retain, None, properties))
             return None
         if self._stopped:
             raise BrokerUnavailable("bridge link stopped")
@@ -306,7 +322,7 @@ class GmqttLink:
             self._counters["refused_pending_full"] += 1
             raise BrokerUnavailable(f"{self._max_pending} publishes already pending")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Outgoing(broker_topic, payload, qos, retain, future))
+        self._pending.append(_Outgoing(broker_topic, payload, qos, retain, future, properties))
         self._pump()
         return future
 
@@ -470,7 +486,9 @@ class GmqttLink:
 
     # ------------------------------------------------------------------------- data path
     def _send(self, session: _Session, message: _Outgoing) -> None:
-        mid = session.publish(message.topic, message.payload, message.qos, message.retain)
+        mid = session.publish(
+            message.topic, message.payload, message.qos, message.retain, message.properties
+        )
         self._counters["published"] += 1
         if message.qos:
             self._inflight[mid] = message

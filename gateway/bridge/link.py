@@ -67,9 +67,17 @@ class BrokerLink(Protocol):
         ...
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
         """QoS 0: send or drop, None. QoS 1/2: a future resolved on PUBACK/PUBCOMP.
+
+        ``properties`` become MQTT v5 user properties (not sent on an MQTT 3.1.1 connection).
 
         Queued QoS 1/2 messages go out in order, at least once; cancelling the future does
         not withdraw the message. Raises ``BrokerUnavailable`` when the pending queue is full

@@ -34,7 +34,13 @@ class NullLink:
         await asyncio.get_running_loop().create_future()  # until cancelled
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
         if qos not in (0, 1, 2):
             raise ValueError(f"invalid QoS {qos}")

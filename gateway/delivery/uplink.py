@@ -15,11 +15,13 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Mapping
+from itertools import count
 
 import structlog
 
 from gateway.bridge.link import BrokerLink
 from gateway.errors import BrokerUnavailable
+from gateway.sequence import first_seq
 from gateway.spool import Row, Spool, SpoolFull, SpoolMessage, TokenBucket
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,7 @@ class SpoolingLink:
         self._write_wanted = asyncio.Event()
         self._in_flight: set[int] = set()
         self._acked: list[int] = []
+        self._seq = count(first_seq())
         self._settled = asyncio.Event()
         self.spool_counters: Counter[str] = Counter()
 
@@ -77,15 +80,29 @@ class SpoolingLink:
         self._link.unsubscribe(topic_filter)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
+        """Live or spooled, every message carries (gateway id, seq) as MQTT v5 user properties
+        (`egw-gateway`, `egw-seq`; replayed ones also `egw-replay`), so the back office can
+        drop the duplicates that at-least-once delivery allows."""
+        seq = next(self._seq)
         if self._link.connected:
-            return self._link.publish(topic, payload, qos, retain)
+            return self._link.publish(
+                topic, payload, qos, retain, properties=self._key(seq, replay=False)
+            )
         if len(self._writes) >= _MAX_WRITE_BACKLOG:
             self.spool_counters["refused_write_backlog"] += 1
             raise BrokerUnavailable("spool write backlog full")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        message = SpoolMessage(spool_class(topic), topic, payload, qos, retain, self._gateway_id)
+        message = SpoolMessage(
+            spool_class(topic), topic, payload, qos, retain, self._gateway_id, seq
+        )
         self._writes.append((message, future))
         self._write_wanted.set()
         # QoS 0 has no acknowledgement to wait for, but it is spooled all the same.
@@ -152,7 +169,10 @@ class SpoolingLink:
     def _replay(self, row: Row) -> bool:
         """Send one spooled row; False when the link cannot take it now."""
         try:
-            done = self._link.publish(row.topic, row.payload, max(row.qos, 1), row.retain)
+            done = self._link.publish(
+                row.topic, row.payload, max(row.qos, 1), row.retain,
+                properties=self._key(row.seq, replay=True),
+            )
         except BrokerUnavailable:
             return False
         self._in_flight.add(row.id)
@@ -160,6 +180,12 @@ class SpoolingLink:
         assert done is not None
         done.add_done_callback(lambda fut: self._replayed(row.id, fut))
         return True
+
+    def _key(self, seq: int, *, replay: bool) -> dict[str, str]:
+        key = {"egw-gateway": self._gateway_id, "egw-seq": str(seq)}
+        if replay:
+            key["egw-replay"] = "1"
+        return key
 
     def _replayed(self, row_id: int, done: asyncio.Future[None]) -> None:
         self._in_flight.discard(row_id)

@@ -6,9 +6,7 @@ on the bus: local actuators get them at once, broker or not.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from itertools import count
 
 import structlog
@@ -17,14 +15,10 @@ from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable
 from gateway.pipeline.namespace import actuator_topic
 from gateway.rules.engine import PlannedCommand, RuleEngine
+from gateway.sequence import first_seq
 from schemas import ActuatorCommand, Decision, Intent, TelemetryBatch
 
 log = structlog.get_logger(__name__)
-
-
-def first_seq(clock: Callable[[], float] = time.time) -> int:
-    """Microseconds since the epoch: later than any seq of an earlier run below 1M decisions/s."""
-    return int(clock() * 1_000_000)
 
 
 class Decider:

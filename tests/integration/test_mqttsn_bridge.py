@@ -178,8 +178,9 @@ async def test_broker_outage_spools_and_replays_exactly_once(
     tmp_path: Path, mosquitto: MosquittoProcess, mqtt_recorder: Recorder
 ) -> None:
     """Spool on (default): QoS 1 and QoS 0 published while the broker is unreachable are
-    PUBACKed once on disk and reach the broker exactly once when it is reachable again."""
-    recorder = mqtt_recorder("edge/site1/sensors/#", qos=1)
+    PUBACKed once on disk and reach the broker exactly once when it is reachable again, marked
+    as replayed with distinct (gateway, seq) keys; live messages carry a key too."""
+    recorder = mqtt_recorder("edge/site1/sensors/#", qos=1, mqtt5=True)
     proxy = TcpProxy(mosquitto.port)  # the outage is between gateway and broker only
     await proxy.start()
     try:
@@ -190,6 +191,9 @@ async def test_broker_outage_spools_and_replays_exactly_once(
             await sensor.connect("sensor")
             topic_id = await sensor.register("sensors/sensor/raw")
             await broker_connected(gateway)
+            await sensor.publish(topic_id, b"live", qos=1)
+            (live,) = await recorder.wait_for_async(1)
+            recorder.clear()
             port = proxy.port
             await proxy.close()
             await broker_disconnected(gateway)
@@ -204,6 +208,11 @@ async def test_broker_outage_spools_and_replays_exactly_once(
         await proxy.close()
     payloads = sorted(m.payload for m in recorder.messages)
     assert payloads == sorted([f"q1-{n}".encode() for n in range(20)] + [b"q0"])
+    keys = [dict(m.user_properties) for m in recorder.messages]
+    assert all(k.get("egw-replay") == "1" and k["egw-gateway"] == "site1-1" for k in keys)
+    seqs = [int(k["egw-seq"]) for k in keys]
+    assert len(set(seqs)) == 21 and min(seqs) > int(dict(live.user_properties)["egw-seq"])
+    assert "egw-replay" not in dict(live.user_properties)
 
 
 async def recorder_sees_nothing(recorder: MqttRecorder, seconds: float) -> None:
