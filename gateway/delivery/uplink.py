@@ -30,6 +30,7 @@ _WRITE_BATCH = 256
 _MAX_WRITE_BACKLOG = 65536
 _REPLAY_BATCH = 64
 _IDLE_POLL = 0.2
+_MIN_PACING_SLEEP = 0.001
 
 
 def spool_class(topic: str) -> str:
@@ -151,10 +152,10 @@ class SpoolingLink:
                 await asyncio.sleep(_IDLE_POLL)
                 continue
             for row in rows:
-                delay = self._bucket.delay(loop.time())
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                self._bucket.take(loop.time())
+                # uvloop's clock moves in whole milliseconds: wait at least one, or the bucket
+                # sees no time pass and the replay would run unpaced.
+                while not self._bucket.take(loop.time()):  # noqa: ASYNC110 - pacing, not waiting
+                    await asyncio.sleep(max(self._bucket.delay(loop.time()), _MIN_PACING_SLEEP))
                 if not self._replay(row):
                     break
             if self._in_flight:
