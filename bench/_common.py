@@ -216,6 +216,27 @@ class GatewayProcess:
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def shutdown(self, result: dict[str, Any]) -> None:
+        """Stop, record an abnormal exit (with the log tail) in `result`, remove the temp dir."""
+        status = self.stop()
+        if status not in (0, None) and self.ready:
+            result["gateway_exit"] = status
+            print(f"gateway exited with {status}; log tail:\n{self.log_tail()}", file=sys.stderr)
+        self.cleanup()
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    """A figure for the report tables: thousands separators, 3 significant digits below 100."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.3g}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".rstrip()
+
 
 def wait_mqttsn(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> bool:
     """Poll udp 127.0.0.1:port with SEARCHGW until a GWINFO comes back (bounded by `timeout`)."""

@@ -72,6 +72,8 @@ from gateway.mqttsn.packets import (
     Register,
 )
 
+_fmt = common.fmt
+
 HOST = common.HOST
 SITE_PREFIX = "edge/site1/"
 TOPIC_FILTER = SITE_PREFIX + "bench/#"
@@ -490,12 +492,15 @@ class Generator:
         }
 
 
-def generator_main(conn: Any, cfg: dict[str, Any]) -> None:
+def generator_main(
+    conn: Any, cfg: dict[str, Any], generator_cls: type[Generator] | None = None
+) -> None:
     """A generator process: opens its sockets, then runs the commands the parent sends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by pid
     gen: Generator | None = None
     try:
-        gen = Generator(cfg)
+        gen = (generator_cls or Generator)(cfg)
+        gen.conn = conn  # a subclass may report progress to the parent while it runs
         conn.send(("ok", gen.open()))
         while True:
             cmd, kwargs = conn.recv()
@@ -1100,12 +1105,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if subscriber is not None:
             subscriber.stop("stop")
         if gateway is not None:
-            status = gateway.stop()
-            if status not in (0, None) and gateway.ready:
-                tail = gateway.log_tail()
-                result["gateway_exit"] = status
-                print(f"gateway exited with {status}; log tail:\n{tail}", file=sys.stderr)
-            gateway.cleanup()
+            gateway.shutdown(result)
         if mosquitto is not None:
             result["mosquitto_cpu_s"] = common.cpu_seconds(mosquitto.pid)
             mosquitto.stop()
@@ -1113,16 +1113,6 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 
 # ================================================================================== reporting
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        text = f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.3g}"
-    elif isinstance(value, int):
-        text = f"{value:,}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".rstrip()
 
 
 def print_report(result: dict[str, Any]) -> None:

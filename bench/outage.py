@@ -57,6 +57,8 @@ from gateway.mqttsn.codec import encode
 from gateway.mqttsn.constants import QoS, ReturnCode
 from gateway.mqttsn.packets import Packet, PubAck, Publish
 
+_fmt = common.fmt
+
 HOST = common.HOST
 TOPIC_FILTER = "edge/site1/bench/#"
 STAMP = struct.Struct("!dI")  # send time (time.time()), generator sequence number
@@ -336,28 +338,7 @@ class OutageGenerator(ingest.Generator):
 
 
 def generator_main(conn: Any, cfg: dict[str, Any]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by pid
-    gen: OutageGenerator | None = None
-    try:
-        gen = OutageGenerator(cfg)
-        gen.conn = conn  # type: ignore[attr-defined]
-        conn.send(("ok", gen.open()))
-        while True:
-            cmd, kwargs = conn.recv()
-            if cmd == "stop":
-                break
-            result = getattr(gen, cmd)(**kwargs)
-            result["unexpected"] = dict(gen.unexpected)
-            gen.unexpected.clear()
-            conn.send(("ok", result))
-    except (EOFError, KeyboardInterrupt):
-        pass
-    except Exception:
-        with contextlib.suppress(OSError):
-            conn.send(("error", traceback.format_exc()))
-    finally:
-        if gen is not None:
-            gen.close()
+    ingest.generator_main(conn, cfg, OutageGenerator)
 
 
 # ================================================================================== subscriber
@@ -702,12 +683,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             subscriber.stop(("stop", None))
         if gateway is not None:
             result["gateway_cpu_s"] = common.cpu_seconds(gateway.pid)
-            status = gateway.stop()
-            if status not in (0, None) and gateway.ready:
-                result["gateway_exit"] = status
-                print(f"gateway exited with {status}; log tail:\n{gateway.log_tail()}",
-                      file=sys.stderr)
-            gateway.cleanup()
+            gateway.shutdown(result)
         if proxy is not None:
             proxy.stop("stop")
         if mosquitto is not None:
@@ -716,16 +692,6 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 
 # ================================================================================== reporting
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        text = f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.3g}"
-    elif isinstance(value, int):
-        text = f"{value:,}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".rstrip()
 
 
 def print_report(r: dict[str, Any]) -> None:
