@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import cbor2
 import structlog
@@ -46,7 +46,7 @@ from schemas.telemetry import TelemetryBatch, TextCommand
 if TYPE_CHECKING:
     from gateway.pipeline.ingest import IngestPipeline
 
-__all__ = ["DeviceIngest", "Outcome"]
+__all__ = ["DeviceIngest", "Later", "Outcome"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,8 @@ _PAYLOAD_ERROR_CODES: Final = {
     "too_large": REQUEST_ENTITY_TOO_LARGE,
 }
 MAX_AGE_LIMIT: Final = 0xFFFFFFFF  # Max-Age is a 4-byte uint (RFC 7252 §5.10.5)
+NOT_STORED_RETRY_AFTER: Final = 5
+"""Max-Age of the 5.03 sent when an item could be neither delivered nor spooled."""
 SEEN_DEVICES: Final = 128
 """Device ids remembered (first seen first out) for /.well-known/core."""
 
@@ -79,6 +81,21 @@ class Outcome:
         if self.size1 is not None:
             options.append((SIZE1, encode_uint(self.size1)))
         return options
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """An answer that comes later, and the safety wait that holds it (None: not waiting).
+
+    Until `safe` is done the request must not be acknowledged at all, not even by an empty ACK.
+    """
+
+    outcome: asyncio.Future[Outcome]
+    safe: asyncio.Future[None] | None
+
+
+def _failed(future: asyncio.Future[None]) -> bool:
+    return future.cancelled() or future.exception() is not None
 
 
 class DeviceIngest:
@@ -110,9 +127,10 @@ class DeviceIngest:
 
     def handle(
         self, kind: Kind, device_id: str, payload: bytes, content_format: int | None
-    ) -> Outcome | asyncio.Future[Outcome]:
-        """The answer, or a future of it when the pipeline answers later (a text command
-        being recognised: `IngestPipeline.ingest` returned a future)."""
+    ) -> Outcome | Later:
+        """The answer now, or `Later` when it must wait: for a text command being recognised
+        or for the normalised item to be delivered to the broker or committed to the spool (a
+        request is acknowledged only once what it carried is safe)."""
         if len(payload) > self._max_payload:
             return self.too_large(len(payload))
         counters = self._counters
@@ -138,27 +156,51 @@ class DeviceIngest:
         except Exception:  # a bug in the normaliser must not take the server down
             return self._internal_error("normalise_failed", device_id, now)
         try:
-            result = self._pipeline.ingest(item)
+            result, safe = self._pipeline.ingest_tracked(item)
         except Overloaded as exc:
             return self._overloaded(exc)
         except Exception:
             return self._internal_error("ingest_failed", device_id, now)
-        if isinstance(result, asyncio.Future):
-            # A text command being recognised off the event loop: the answer comes later.
-            counters["ingest_deferred"] += 1
-            outcome: asyncio.Future[Outcome] = result.get_loop().create_future()
-            result.add_done_callback(partial(self._resolved, device_id, now, outcome))
-            return outcome
-        return self._accepted(result, device_id, now)
+        if safe is not None and safe.done():
+            if _failed(safe):
+                return self._not_stored()
+            safe = None
+        if safe is None and not isinstance(result, asyncio.Future):
+            return self._accepted(result, device_id, now)
+        # The answer waits for a text command being recognised off the event loop and/or for
+        # the normalised item to be safe upstream (broker PUBACK or spool commit).
+        counters["ingest_deferred"] += 1
+        waits: list[asyncio.Future[Any]] = [
+            waited for waited in (result, safe) if isinstance(waited, asyncio.Future)
+        ]
+        outcome: asyncio.Future[Outcome] = waits[0].get_loop().create_future()
+        settle = partial(self._settle, device_id, now, outcome, result, safe)
+        for waited in waits:
+            waited.add_done_callback(settle)
+        return Later(outcome, safe)
 
-    def _resolved(
+    def _settle(
         self,
         device_id: str,
         now: float,
         outcome: asyncio.Future[Outcome],
-        result: asyncio.Future[CoapSummary],
+        result: CoapSummary | asyncio.Future[CoapSummary],
+        safe: asyncio.Future[None] | None,
+        _done: object = None,
     ) -> None:
+        """Resolve `outcome` once the summary and the safety wait (if any) are both done."""
         if outcome.done():
+            return
+        if safe is not None:
+            if not safe.done():
+                return
+            if _failed(safe):
+                outcome.set_result(self._not_stored())
+                return
+        if not isinstance(result, asyncio.Future):
+            outcome.set_result(self._accepted(result, device_id, now))
+            return
+        if not result.done():
             return
         if result.cancelled():
             outcome.set_result(self._internal_error("ingest_cancelled", device_id, now))
@@ -170,6 +212,11 @@ class DeviceIngest:
             outcome.set_result(self._overloaded(exc))
         else:
             outcome.set_result(self._internal_error("ingest_failed", device_id, now, exc))
+
+    def _not_stored(self) -> Outcome:
+        """The item was neither delivered nor spooled: the sensor must send it again."""
+        self._counters["ingest_not_stored"] += 1
+        return Outcome(SERVICE_UNAVAILABLE, b"not stored", max_age=NOT_STORED_RETRY_AFTER)
 
     def _overloaded(self, exc: Overloaded) -> Outcome:
         self._counters["ingest_overloaded"] += 1

@@ -261,7 +261,7 @@ class _Devices(Resource, PathCapable):  # type: ignore[misc]
             kind, device_id, request.payload, _content_format(request)
         )
         # A later answer: aiocoap sends the empty ACK and then a separate response itself.
-        outcome = answer if isinstance(answer, Outcome) else await answer
+        outcome = answer if isinstance(answer, Outcome) else await answer.outcome
         response = _response(outcome)
         if accept is not None and int(accept) == CF_JSON and outcome.content_format == CF_CBOR:
             # RFC 7252 §5.10.4: the summary in the representation the client asked for.

@@ -32,7 +32,7 @@ from gateway.coap.bucket import LogThrottle, TokenBucket
 from gateway.coap.dedup import DedupCache
 from gateway.coap.fastpath import FastRequest, classify, unsupported_critical
 from gateway.coap.general import GeneralPath
-from gateway.coap.handler import DeviceIngest, Outcome
+from gateway.coap.handler import DeviceIngest, Later, Outcome
 from gateway.coap.message import (
     ACK,
     BAD_OPTION,
@@ -293,19 +293,37 @@ class CoapServer(asyncio.DatagramProtocol):
 
     # ---------------------------------------------------------- answers that come later
     def _defer(
-        self, message: Message, future: asyncio.Future[Outcome], key: tuple[Address, int],
-        addr: Address, now: float,
+        self, message: Message, later: Later, key: tuple[Address, int], addr: Address,
+        now: float,
     ) -> None:
         """RFC 7252 §5.2.2: wait `empty_ack_delay` for a piggybacked answer, else send an empty
-        ACK now and the answer later as a separate CON response (NON: a NON response)."""
+        ACK now and the answer later as a separate CON response (NON: a NON response).
+
+        While what the request carried is not yet safe upstream (`later.safe`), nothing is
+        acknowledged: the empty-ACK clock starts only once it is; a client retransmitting
+        meanwhile is ignored as a duplicate and gets the answer when it comes.
+        """
         self._dedup.remember(key, None, now)  # a duplicate meanwhile is ignored (§4.5)
         pending = _Pending(message, key, addr)
         if message.mtype == CON:
-            pending.timer = self._loop.call_later(
-                self.config.empty_ack_delay, self._empty_ack, pending
-            )
+            safe = later.safe
+            if safe is None:
+                self._arm_empty_ack(pending)
+            else:
+                safe.add_done_callback(partial(self._safe_done, pending, later.outcome))
         self._pending.add(pending)
-        future.add_done_callback(partial(self._deferred_done, pending))
+        later.outcome.add_done_callback(partial(self._deferred_done, pending))
+
+    def _arm_empty_ack(self, pending: _Pending) -> None:
+        pending.timer = self._loop.call_later(
+            self.config.empty_ack_delay, self._empty_ack, pending
+        )
+
+    def _safe_done(
+        self, pending: _Pending, outcome: asyncio.Future[Outcome], _safe: asyncio.Future[None]
+    ) -> None:
+        if not outcome.done() and pending in self._pending:
+            self._arm_empty_ack(pending)
 
     def _empty_ack(self, pending: _Pending) -> None:
         pending.timer = None

@@ -51,7 +51,7 @@ class OccupancyRecognizer(Protocol):
 
 
 class IngestPipeline(Protocol):
-    def ingest(self, item: Item) -> Result: ...
+    def ingest_tracked(self, item: Item) -> tuple[Result, asyncio.Future[None] | None]: ...
 
 
 class Pipeline:

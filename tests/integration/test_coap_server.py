@@ -354,7 +354,7 @@ class SheddingPipeline:
     def __init__(self, _bus: MessageBus) -> None:
         pass
 
-    def ingest(self, item: TelemetryBatch | TextCommand) -> CoapSummary:
+    def ingest_tracked(self, item: TelemetryBatch | TextCommand) -> tuple[CoapSummary, None]:
         raise Overloaded("uplink queue full", retry_after=7)
 
 
@@ -373,11 +373,11 @@ class DecidingPipeline:
     def __init__(self, _bus: MessageBus) -> None:
         pass
 
-    def ingest(self, item: TelemetryBatch | TextCommand) -> CoapSummary:
+    def ingest_tracked(self, item: TelemetryBatch | TextCommand) -> tuple[CoapSummary, None]:
         command = ActuatorCommand(
             actuator_id="lamp-3", command={"state": "off"}, issued_at=1700000000.5
         )
-        return CoapSummary(accepted=1, intent="lights_off", actions=[command])
+        return CoapSummary(accepted=1, intent="lights_off", actions=[command]), None
 
 
 async def test_summary_carries_intent_and_actions() -> None:

@@ -34,14 +34,16 @@ class BusPipeline:
         self.bus = bus
         self.items: list[TelemetryBatch | TextCommand] = []
 
-    def ingest(self, item: TelemetryBatch | TextCommand) -> CoapSummary:
+    def ingest_tracked(
+        self, item: TelemetryBatch | TextCommand
+    ) -> tuple[Any, asyncio.Future[None] | None]:
         if isinstance(item, TelemetryBatch):
             topic, accepted = f"devices/{item.device_id}/telemetry", len(item.readings)
         else:
             topic, accepted = f"devices/{item.device_id}/command", 1
-        self.bus.publish(topic, item.model_dump_json().encode(), qos=1)
+        done = self.bus.publish(topic, item.model_dump_json().encode(), qos=1)
         self.items.append(item)
-        return CoapSummary(accepted=accepted)
+        return CoapSummary(accepted=accepted), done
 
 
 class SlowCommandPipeline(BusPipeline):
@@ -50,10 +52,12 @@ class SlowCommandPipeline(BusPipeline):
 
     delay = 0.3
 
-    def ingest(self, item: TelemetryBatch | TextCommand) -> Any:
-        summary = super().ingest(item)
+    def ingest_tracked(
+        self, item: TelemetryBatch | TextCommand
+    ) -> tuple[Any, asyncio.Future[None] | None]:
+        summary, done = super().ingest_tracked(item)
         if isinstance(item, TelemetryBatch):
-            return summary
+            return summary, done
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CoapSummary] = loop.create_future()
         late = CoapSummary(accepted=1, intent="lights_off")
@@ -63,7 +67,7 @@ class SlowCommandPipeline(BusPipeline):
                 future.set_result(late)
 
         loop.call_later(self.delay, answer)
-        return future
+        return future, done
 
 
 @dataclass

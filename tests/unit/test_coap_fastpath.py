@@ -165,12 +165,17 @@ class FakeTransport(asyncio.DatagramTransport):
 
 
 class FakePipeline:
-    """Accepts everything; `overloaded` makes it shed load like the real pipeline."""
+    """Accepts everything; `overloaded` makes it shed load like the real pipeline; `safe`, when
+    set, is the future each item waits on to be safe upstream (broker PUBACK / spool commit)."""
 
     def __init__(self) -> None:
         self.items: list[TelemetryBatch | TextCommand] = []
         self.overloaded: int | None = None
         self.fail = False
+        self.safe: asyncio.Future[None] | None = None
+
+    def ingest_tracked(self, item: TelemetryBatch | TextCommand) -> tuple[Any, Any]:
+        return self.ingest(item), self.safe
 
     def ingest(self, item: TelemetryBatch | TextCommand) -> CoapSummary:
         if self.fail:
@@ -509,3 +514,63 @@ async def test_close_forgets_pending_answers() -> None:
     await harness.server.close()
     await asyncio.sleep(0.03)
     assert harness.transport.sent == []
+
+
+# ---------------------------------------------------- acknowledged only once safe upstream
+async def test_con_is_not_acknowledged_before_its_item_is_safe() -> None:
+    """A CON telemetry POST gets no ACK (not even an empty one) until the item is safe; then
+    the piggybacked 2.04; a retransmission meanwhile is ignored, not ingested twice."""
+    harness = make_harness(empty_ack_delay=0.01)
+    safe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    harness.pipeline.safe = safe
+    assert harness.feed(post(mid=21)) == []
+    await asyncio.sleep(0.05)  # well past empty_ack_delay
+    assert harness.transport.sent == []
+    assert harness.feed(post(mid=21)) == []
+    safe.set_result(None)
+    await settle()
+    [(reply, _)] = harness.transport.sent
+    response = decode(reply)
+    assert (response.mtype, response.code, response.mid) == (ACK, 0x44, 21)
+    assert len(harness.pipeline.items) == 1
+    assert harness.feed(post(mid=21)) == [reply]  # now duplicates get the ACK
+
+
+async def test_item_that_could_not_be_stored_gets_5_03_with_max_age() -> None:
+    """When the uplink could neither deliver nor spool the item, the CON gets 5.03 + Max-Age,
+    so the sensor sends it again later instead of believing it stored."""
+    harness = make_harness()
+    safe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    harness.pipeline.safe = safe
+    harness.feed(post(mid=22))
+    safe.set_exception(RuntimeError("spool refused"))
+    await settle()
+    [(reply, _)] = harness.transport.sent
+    response = decode(reply)
+    assert (response.mtype, response.code) == (ACK, 0xA3)
+    assert decode_uint(response.option(MAX_AGE) or b"") > 0
+    assert harness.server.counters["ingest_not_stored"] == 1
+
+
+async def test_already_safe_item_is_answered_at_once() -> None:
+    """An item already safe when ingest returns (a done future) is answered synchronously."""
+    harness = make_harness()
+    safe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    safe.set_result(None)
+    harness.pipeline.safe = safe
+    [reply] = harness.feed(post(mid=23))
+    assert decode(reply).code == 0x44
+
+
+async def test_slow_recognition_after_safe_gets_the_empty_ack_clock() -> None:
+    """Once the command is safe, a recogniser slower than empty_ack_delay gets an empty ACK."""
+    harness = late_harness(empty_ack_delay=0.01)
+    safe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    harness.pipeline.safe = safe
+    harness.feed(command(24))
+    await asyncio.sleep(0.03)
+    assert harness.transport.sent == []
+    safe.set_result(None)
+    await asyncio.sleep(0.05)
+    [(ack, _)] = harness.transport.sent
+    assert decode(ack) == Message(ACK, EMPTY, 24)
