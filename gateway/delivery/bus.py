@@ -83,6 +83,10 @@ class MessageBus:
         self._fan_out(topic, payload, qos, retain, replay=False)
         return self.link.publish(topic, payload, qos, retain)
 
+    def publish_local(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Deliver to local subscribers only (a message meant for the site, not the broker)."""
+        self._fan_out(topic, payload, qos, False, replay=False)
+
     def on_broker_message(self, message: InboundMessage) -> None:
         """What the broker delivered on one of our subscriptions: local fan-out only."""
         self._fan_out(message.topic, message.payload, message.qos, message.retain,

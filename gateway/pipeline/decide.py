@@ -1,7 +1,11 @@
 """Decisions: what the rules make of an intent, published for the back office and the actuators.
 
 Every decision goes to `decisions/{device_id}`, each of its commands to `actuators/{id}/set`, both
-on the bus: local actuators get them at once, broker or not.
+on the bus: local actuators get them at once, broker or not. The device the decision is about also
+gets a short summary on `devices/{device_id}/decision` (local subscribers only): the same CBOR body
+a CoAP request gets in its response, for devices whose decision comes after their request was
+answered (MQTT-SN publishes, occupancy changes) - MQTT-SN devices subscribe to it, CoAP devices
+observe `/ps/devices/{device_id}/decision`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import count
 
+import cbor2
 import structlog
 
 from gateway.delivery.bus import MessageBus
@@ -16,7 +21,7 @@ from gateway.errors import BrokerUnavailable
 from gateway.pipeline.namespace import actuator_topic
 from gateway.rules.engine import PlannedCommand, RuleEngine
 from gateway.sequence import first_seq
-from schemas import ActuatorCommand, Decision, Intent, TelemetryBatch
+from schemas import ActuatorCommand, CoapSummary, Decision, Intent, TelemetryBatch
 
 log = structlog.get_logger(__name__)
 
@@ -28,21 +33,26 @@ class Decider:
         self._gateway_id = gateway_id
         self._seq = count(first_seq())
         self.counters: Counter[str] = Counter()
+        self.decisions: Counter[tuple[str, str]] = Counter()  # (intent, recognizer) -> count
 
     def decide(
-        self, device_id: str, intent: Intent, recognizer: str, model_version: str, now: float
+        self, device_id: str, intent: Intent, recognizer: str, model_version: str, now: float,
+        *, accepted: int = 1,
     ) -> Decision:
-        """The decision about a recognised command (with no actions for `other`)."""
+        """The decision about a recognised command (with no actions for `other`); `accepted` is
+        what the device's summary reports as accepted (0 for a decision made later, on state)."""
         planned = self.engine.commands_for_intent(device_id, intent, now)
         return self._issue(
-            device_id, intent, planned, recognizer=recognizer, model_version=model_version, now=now
+            device_id, intent, planned, recognizer=recognizer, model_version=model_version,
+            now=now, accepted=accepted,
         )
 
     def decide_readings(self, batch: TelemetryBatch, now: float) -> list[Decision]:
         """Decisions for the sensor rules this batch fired (usually none)."""
         return [
             self._issue(batch.device_id, event.intent, event.commands, recognizer="rules",
-                        model_version=self.engine.version, now=now)
+                        model_version=self.engine.version, now=now,
+                        accepted=len(batch.readings))
             for event in self.engine.events_for_readings(batch.device_id, batch.readings, now)
         ]
 
@@ -55,6 +65,7 @@ class Decider:
         recognizer: str,
         model_version: str,
         now: float,
+        accepted: int,
     ) -> Decision:
         seq = next(self._seq)
         actions = [
@@ -66,12 +77,18 @@ class Decider:
             device_id=device_id, intent=intent, actions=actions, recognizer=recognizer,
             model_version=model_version, gateway_id=self._gateway_id, seq=seq, gateway_time=now,
         )
-        self.counters[f"decisions_{intent.name}"] += 1
+        self.decisions[intent.name, recognizer] += 1
         log.info("decision", device_id=device_id, intent=intent.name, seq=seq,
                  actuators=[a.actuator_id for a in actions], recognizer=recognizer)
         for action in actions:
             self._publish(actuator_topic(action.actuator_id), action.model_dump_json().encode())
         self._publish(f"decisions/{device_id}", decision.model_dump_json().encode())
+        summary = CoapSummary(accepted=accepted, intent=intent.name, actions=actions)
+        self._bus.publish_local(
+            f"devices/{device_id}/decision",
+            cbor2.dumps(summary.model_dump(mode="json", exclude_none=True)),
+            qos=1,
+        )
         return decision
 
     def _publish(self, topic: str, payload: bytes) -> None:

@@ -134,7 +134,9 @@ class Pipeline:
             name="room_occupied" if occupied else "room_vacant",
             confidence=round(probability if occupied else 1.0 - probability, 4),
         )
-        self.decider.decide(device_id, intent, "local", self.occupancy.version, time.time())
+        self.decider.decide(
+            device_id, intent, "local", self.occupancy.version, time.time(), accepted=0
+        )
 
     def _command(self, command: TextCommand) -> Result:
         recognizer = self.recognizer

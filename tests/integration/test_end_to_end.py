@@ -155,3 +155,52 @@ async def test_occupancy_model_drives_the_room(tmp_path: Path) -> None:
         await sensor.publish(topic_id, cbor2.dumps(bright), qos=1)
         command = ActuatorCommand.model_validate_json((await office.next_message(timeout=5))[1])
         assert (command.actuator_id, command.command) == ("hvac.office", {"mode": "comfort"})
+
+
+async def test_mqttsn_panel_gets_its_decision_summary(tmp_path: Path) -> None:
+    """An MQTT-SN panel subscribed to devices/{id}/decision gets the CBOR summary (intent and
+    actions) of the decision its command caused; no broker is needed."""
+    async with (
+        running_gateway(gateway_settings(tmp_path)) as gateway,
+        UdpMqttSnClient(address(gateway)) as panel,
+    ):
+        await panel.connect("panel7")
+        await panel.subscribe("devices/panel7/decision", qos=1)
+        topic_id = await panel.register("devices/panel7/command")
+        await panel.publish(topic_id, b"turn off the kitchen lights", qos=1)
+        topic, payload = await panel.next_message(timeout=5)
+        assert topic == "devices/panel7/decision"
+        summary = cbor2.loads(payload)
+        assert (summary["accepted"], summary["intent"]) == (1, "iot_hue_lightoff")
+        assert [action["actuator_id"] for action in summary["actions"]] == ["light.kitchen"]
+        await panel.nothing(0.3)  # one decision, one summary
+
+
+async def test_coap_observer_of_ps_decision_gets_the_summary(tmp_path: Path) -> None:
+    """A CoAP device observing /ps/devices/{id}/decision is pushed the decision summary."""
+    async with (
+        running_gateway(gateway_settings(tmp_path)) as gateway,
+        aiocoap_client() as client,
+    ):
+        assert gateway.coap is not None
+        base = f"coap://127.0.0.1:{gateway.coap.address[1]}"
+        observation = client.request(
+            aiocoap.Message(code=aiocoap.GET, uri=base + "/ps/devices/panel8/decision", observe=0)
+        )
+        assert (await asyncio.wait_for(observation.response, 5)).code.is_successful()
+
+        async def first_notification() -> bytes:
+            async for notification in observation.observation:
+                return bytes(notification.payload)
+            raise AssertionError("the observation ended without a notification")
+
+        pushed = asyncio.ensure_future(first_notification())
+        await until(lambda: gateway.coap is not None and gateway.coap.observers == 1)
+        await request(
+            client, code=aiocoap.POST, uri=base + "/devices/panel8/command",
+            payload=b"turn on the lights in the kitchen", content_format=0,
+        )
+        summary = cbor2.loads(await asyncio.wait_for(pushed, 5))
+        assert summary["intent"] == "iot_hue_lighton"
+        assert [action["actuator_id"] for action in summary["actions"]] == ["light.kitchen"]
+        observation.observation.cancel()
