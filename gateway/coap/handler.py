@@ -114,6 +114,8 @@ class DeviceIngest:
         self._clock = clock
         self._throttle = LogThrottle()
         self.seen_devices: dict[str, None] = {}
+        # The answer to most telemetry depends only on the count accepted (<= MAX_READINGS).
+        self._plain_accepted: dict[int, Outcome] = {}
 
     def too_large(self, size: int | None = None) -> Outcome:
         """4.13 with Size1 = the limit (RFC 7959 §2.9.3, §4)."""
@@ -224,9 +226,13 @@ class DeviceIngest:
         return Outcome(SERVICE_UNAVAILABLE, b"overloaded", max_age=max_age)
 
     def _accepted(self, summary: CoapSummary, device_id: str, now: float) -> Outcome:
-        try:
-            body = cbor2.dumps(summary.model_dump(mode="json", exclude_none=True))
-        except Exception:
+        if summary.intent is None and not summary.actions:
+            outcome = self._plain_accepted.get(summary.accepted)
+            if outcome is None:
+                outcome = self._plain_accepted[summary.accepted] = self._summary_outcome(summary)
+        else:
+            outcome = self._summary_outcome(summary)
+        if outcome.code != CHANGED:
             return self._internal_error("summary_failed", device_id, now)
         self._counters["ingest_ok"] += 1
         seen = self.seen_devices
@@ -234,6 +240,15 @@ class DeviceIngest:
             seen[device_id] = None
             if len(seen) > SEEN_DEVICES:
                 del seen[next(iter(seen))]
+        return outcome
+
+    @staticmethod
+    def _summary_outcome(summary: CoapSummary) -> Outcome:
+        """2.04 with the summary as CBOR; a 5.00 placeholder if it cannot be encoded."""
+        try:
+            body = cbor2.dumps(summary.model_dump(mode="json", exclude_none=True))
+        except Exception:
+            return Outcome(INTERNAL_SERVER_ERROR)
         return Outcome(CHANGED, body, CF_CBOR)
 
     def _internal_error(
