@@ -23,7 +23,6 @@ from schemas.telemetry import (
     DEVICE_ID_PATTERN,
     MAX_NAME_LENGTH,
     SENML_NAME_PATTERN,
-    Reading,
     TelemetryBatch,
     TextCommand,
 )
@@ -171,25 +170,29 @@ def normalise_telemetry(
         )
     records = _records(payload, detected, now)
     try:
-        return TelemetryBatch(
-            device_id=device_id,
-            readings=[
-                Reading(
-                    device_id=device_id,
-                    name=record.name,
-                    value=record.value,
-                    string_value=record.string_value,
-                    bool_value=record.bool_value,
-                    data_value=record.data_value,
-                    unit=record.unit,
-                    time=record.time,
-                    sum=record.sum,
-                )
-                for record in records
-            ],
-            received_at=now,
-            source=source,
-            content_format=content_format,
+        # One validation of the whole batch from plain data: a Reading built first would be
+        # validated again as part of the batch.
+        return TelemetryBatch.model_validate(
+            {
+                "device_id": device_id,
+                "readings": [
+                    {
+                        "device_id": device_id,
+                        "name": record.name,
+                        "value": record.value,
+                        "string_value": record.string_value,
+                        "bool_value": record.bool_value,
+                        "data_value": record.data_value,
+                        "unit": record.unit,
+                        "time": record.time,
+                        "sum": record.sum,
+                    }
+                    for record in records
+                ],
+                "received_at": now,
+                "source": source,
+                "content_format": content_format,
+            }
         )
     except ValidationError as exc:
         raise PayloadError("bad_request", _validation_diagnostic(exc)) from None

@@ -78,8 +78,6 @@ CBOR_LABELS: Final[Mapping[int, str]] = {
 
 _NAME = re.compile(SENML_NAME_PATTERN)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-_NUMBER_FIELDS: Final = frozenset({"bt", "bv", "bs", "v", "s", "t", "ut"})
-_TEXT_FIELDS: Final = frozenset({"bn", "bu", "n", "u", "vs"})
 _VALUE_FIELDS: Final = ("v", "vs", "vb", "vd")
 _REGULAR_FIELDS: Final = frozenset({"n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"})
 
@@ -109,10 +107,6 @@ def _bad(index: int, diagnostic: str) -> PayloadError:
     return PayloadError("bad_request", f"SenML record {index}: {diagnostic}")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _finite(index: int, what: str, value: float) -> float:
     if not math.isfinite(value):
         raise _bad(index, f"{what} overflows")
@@ -123,40 +117,51 @@ def _label_text(label: str) -> str:
     return repr(label[:20])
 
 
+_NUMBER: Final = frozenset({int, float})
+_FIELD_TYPES: Final[Mapping[str, frozenset[type]]] = {
+    **{field: _NUMBER for field in ("bt", "bv", "bs", "v", "s", "t", "ut")},
+    **{field: frozenset({str}) for field in ("bn", "bu", "n", "u", "vs")},
+    "vb": frozenset({bool}),
+    "bver": frozenset({int}),
+}
+"""The value types of each field (exact types: a bool is not a number, §4.3)."""
+_LABELS: Final[Mapping[Representation, Mapping[Any, tuple[str, frozenset[type]]]]] = {
+    "json": {
+        **{label: (label, _FIELD_TYPES[label]) for label in JSON_LABELS if label != "vd"},
+        "vd": ("vd", frozenset({str})),
+    },
+    "cbor": {
+        **{
+            label: (field, _FIELD_TYPES[field])
+            for label, field in CBOR_LABELS.items()
+            if field != "vd"
+        },
+        8: ("vd", frozenset({bytes})),
+    },
+}
+"""Per representation: label -> (field, accepted value types)."""
+
+
 def _fields(
     index: int, record: Mapping[Any, Any], representation: Representation
 ) -> dict[str, Any]:
-    """The record's known fields by JSON label; unknown ones dropped, must-understand refused."""
+    """The record's known fields by JSON label, type-checked; unknown ones dropped,
+    must-understand ones refused."""
+    labels = _LABELS[representation]
     fields: dict[str, Any] = {}
     for label, value in record.items():
-        if isinstance(label, str):
-            if representation == "json" and label in JSON_LABELS:
-                fields[label] = value
-            elif label.endswith("_"):
-                raise _bad(index, f"unknown must-understand label {_label_text(label)}")
-        elif isinstance(label, int) and not isinstance(label, bool):
-            field = CBOR_LABELS.get(label) if representation == "cbor" else None
-            if field is not None:
-                fields[field] = value
-        else:
+        kind = type(label)
+        if kind is not str and kind is not int:  # bool and float keys would alias 1, 2.0 ...
             raise _bad(index, "label is not text or an integer")
+        known = labels.get(label)
+        if known is not None:
+            field, types = known
+            if type(value) not in types:
+                raise _bad(index, f"{field} has the wrong type")
+            fields[field] = value
+        elif kind is str and label.endswith("_"):
+            raise _bad(index, f"unknown must-understand label {_label_text(label)}")
     return fields
-
-
-def _check_types(index: int, fields: Mapping[str, Any], representation: Representation) -> None:
-    for field, value in fields.items():
-        if field in _NUMBER_FIELDS:
-            ok = _is_number(value)
-        elif field in _TEXT_FIELDS:
-            ok = isinstance(value, str)
-        elif field == "vb":
-            ok = isinstance(value, bool)
-        elif field == "vd":
-            ok = isinstance(value, bytes if representation == "cbor" else str)
-        else:  # bver
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok:
-            raise _bad(index, f"{field} has the wrong type")
 
 
 def _data_value(index: int, value: str | bytes) -> str:
@@ -273,7 +278,6 @@ def resolve_senml(
         if not isinstance(record, dict):
             raise _bad(index, "not a map")
         fields = _fields(index, record, representation)
-        _check_types(index, fields, representation)
         base.update(index, fields)
         if _REGULAR_FIELDS.isdisjoint(fields):
             continue  # base fields only, as in §5.1.7: they apply to the records after it
