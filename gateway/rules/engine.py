@@ -39,7 +39,7 @@ def normalise_room(value: str) -> str:
 
 def reading_key(name: str) -> str:
     """The last part of a SenML name: urn:dev:ow:10e2073a01080063:temp -> temp."""
-    return re.split(r"[:/]", name)[-1]
+    return name[max(name.rfind(":"), name.rfind("/")) + 1 :]
 
 
 class RuleEngine:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.rules.engine import PlannedCommand, RuleEngine
+from gateway.rules.engine import PlannedCommand, RuleEngine, reading_key
 from gateway.rules.loader import load_rules
 from schemas import Intent, Reading
 
@@ -155,3 +155,17 @@ def test_invalid_rules_name_the_problem(tmp_path: Path) -> None:
     broken.write_text("version = \n")
     with pytest.raises(ConfigError, match=str(broken)):
         load_rules(broken)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("urn:dev:ow:10e2073a01080063:temp", "temp"),
+        ("temp", "temp"),
+        ("room/kitchen:co2", "co2"),
+        ("urn:dev:mac:0024befffe804ff1/smoke", "smoke"),
+    ],
+)
+def test_reading_key_is_the_last_part_of_a_senml_name(name: str, key: str) -> None:
+    """Sensor rules match the last ':' or '/'-separated part of a resolved SenML name."""
+    assert reading_key(name) == key
