@@ -284,5 +284,10 @@ def resolve_senml(
         resolved.append(_resolve_one(index, fields, base, now))
     if not resolved:
         raise PayloadError("bad_request", "SenML Pack has no record with a value")
-    resolved.sort(key=lambda record: record.time)
+    if len(resolved) > 1:
+        resolved.sort(key=_by_time)
     return resolved
+
+
+def _by_time(record: ResolvedRecord) -> float:
+    return record.time
