@@ -165,6 +165,8 @@ class GatewayProcess:
         self.gateway_env = {
             "EGW_MQTTSN__HOST": HOST,
             "EGW_MQTTSN__PORT": str(mqttsn_port),
+            "EGW_HTTP__HOST": HOST,
+            "EGW_HTTP__PORT": "0",
             "EGW_DATA_DIR": str(self.tmp / "data"),
             "EGW_LOG__LEVEL": "warning",
         }

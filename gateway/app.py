@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable
 
@@ -14,12 +15,17 @@ from gateway.coap.server import CoapServer, run_coap_server
 from gateway.config import Settings
 from gateway.delivery.bus import MessageBus
 from gateway.delivery.uplink import SpoolingLink
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
+from gateway.http import RecognizerModeSource, run_http_endpoint
 from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
 from gateway.persistence.sessions import SessionStore
 from gateway.pipeline.decide import Decider
 from gateway.pipeline.ingest import Pipeline
+from gateway.recognizer.cloud import CloudLink
+from gateway.recognizer.failover import Failover
+from gateway.recognizer.heartbeat import CloudSupervisor
+from gateway.recognizer.policy import EdgeFirstPolicy
 from gateway.recognizer.service import LocalRecognizer, OccupancyRecognizer
 from gateway.router import MqttSnRouter
 from gateway.rules.engine import RuleEngine
@@ -40,8 +46,11 @@ class _Stop(Exception):
 class Gateway:
     """A running gateway. `run()` returns after `stop()` once every service has ended."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, on_ready: Callable[[], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._on_ready = on_ready  # called once every service is up
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self.mqttsn_address: Address | None = None
@@ -50,10 +59,21 @@ class Gateway:
         self.bus: MessageBus | None = None
         self.pipeline: Pipeline | None = None
         self.coap: CoapServer | None = None
+        self.uplink: SpoolingLink | None = None
+        self.recognizers: list[LocalRecognizer | OccupancyRecognizer] = []
+        # The cloud failover state, when one runs; None: the local models decide ("local").
+        self.recognizer_mode: RecognizerModeSource | None = None
+        self.cloud: CloudSupervisor | None = None  # EGW_CLOUD__ENABLED: heartbeats, failover
+        self.failover: Failover | None = None
+        self.http_address: tuple[str, int] | None = None
         self._closers: list[Callable[[], None]] = []
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     async def run(self) -> None:
         settings = self.settings
@@ -76,6 +96,15 @@ class Gateway:
                 tg.create_task(self._flush_sessions(core, store), name="session-flusher")
                 for recognizer in recognizers:
                     tg.create_task(recognizer.run(), name=f"recognizer-{type(recognizer).__name__}")
+                if self.cloud is not None:
+                    tg.create_task(self.cloud.run(), name="cloud-supervisor")
+                if settings.http.enabled:
+                    http_ready = asyncio.Event()
+                    tg.create_task(
+                        run_http_endpoint(self, settings.http, http_ready, self._http_started),
+                        name="http-endpoint",
+                    )
+                    await http_ready.wait()  # a busy port fails the group with HttpPortInUse
                 coap_ready = asyncio.Event()
                 tg.create_task(
                     run_coap_server(settings, bus, pipeline, coap_ready,
@@ -84,6 +113,8 @@ class Gateway:
                 )
                 await coap_ready.wait()  # a busy port fails the group with CoapPortInUse
                 self.ready.set()
+                if self._on_ready is not None:
+                    self._on_ready()
                 log.info("gateway_ready", site=settings.site)
                 await self._stop.wait()
                 log.info("gateway_stopping")
@@ -121,7 +152,8 @@ class Gateway:
         log.info("sessions_restored", count=restored)
         self.core = core
         bus = MessageBus()
-        bus.link = await self._uplink(create_link(settings, bus.on_broker_message))
+        link = create_link(settings, bus.on_broker_message)
+        bus.link = await self._uplink(link)
         self.bus = bus
         engine = RuleEngine(load_rules(settings.rules.path))
         recognizers: list[LocalRecognizer | OccupancyRecognizer] = []
@@ -130,8 +162,31 @@ class Gateway:
             text = await LocalRecognizer.load(settings.recognizer)
             occupancy = await OccupancyRecognizer.load(settings.recognizer)
             recognizers = [text, occupancy]
-        self.pipeline = Pipeline(bus, Decider(engine, bus, self.gateway_id), text, occupancy)
+        self.recognizers = list(recognizers)
+        self.pipeline = Pipeline(bus, Decider(engine, bus, self.gateway_id), text, occupancy,
+                                 policy=self._cloud_policy(link, text))
         return core, bus, self.pipeline, recognizers
+
+    def _cloud_policy(
+        self, link: BrokerLink, text: LocalRecognizer | None
+    ) -> EdgeFirstPolicy | None:
+        """Edge-first escalation to the cloud recogniser, when EGW_CLOUD__ENABLED."""
+        cfg = self.settings.cloud
+        if not cfg.enabled or text is None:
+            return None
+        if not isinstance(link, CloudLink):
+            raise ConfigError("the cloud recognizer needs a broker link (EGW_BROKER__URL)")
+        self.cloud = CloudSupervisor.create(
+            cfg, link, gateway_id=self.gateway_id, site=self.settings.site,
+            response_topic=cfg.response_topic.replace("{gateway_id}", self.gateway_id),
+        )
+        self.failover = self.cloud.failover
+        self.recognizer_mode = self.cloud
+        return EdgeFirstPolicy(
+            text, self.cloud.client, self.cloud, escalate_below=cfg.escalate_below,
+            escalate_other=cfg.escalate_other, deadline_ms=cfg.deadline_ms,
+            safe_intent=cfg.safe_intent,
+        )
 
     @property
     def gateway_id(self) -> str:
@@ -150,11 +205,15 @@ class Gateway:
             max_file_bytes=cfg.max_file_bytes or None,
         )
         self._closers.append(spool.close)
-        return SpoolingLink(link, spool, gateway_id=self.gateway_id,
-                            replay_rate=cfg.replay_rate, replay_burst=cfg.replay_burst)
+        self.uplink = SpoolingLink(link, spool, gateway_id=self.gateway_id,
+                                   replay_rate=cfg.replay_rate, replay_burst=cfg.replay_burst)
+        return self.uplink
 
     def _coap_started(self, server: CoapServer) -> None:
         self.coap = server
+
+    def _http_started(self, address: tuple[str, int]) -> None:
+        self.http_address = address
 
     async def _flush_sessions(self, core: GatewayCore, store: SessionStore) -> None:
         interval = self.settings.mqttsn.session_flush_interval
@@ -169,9 +228,18 @@ def _format(addr: Address | None) -> str:
     return "" if addr is None else f"{addr[0]}:{addr[1]}"
 
 
+def _freeze_startup_objects() -> None:
+    """Start-up objects (models, libraries, restored sessions) live as long as the process:
+    moved out of the collector's generations, full collections no longer walk them, which
+    shortens the pauses that set the tail latency. Process-wide, so only the process entry
+    point does it (not a Gateway built by a test or an embedding application)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then stop every service within the grace period."""
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, on_ready=_freeze_startup_objects)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, gateway.stop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -13,6 +13,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.cloud import CloudConfig
 from schemas.config import (
     BrokerConfig,
     CoapConfig,
@@ -21,6 +22,7 @@ from schemas.config import (
     RecognizerConfig,
     RulesConfig,
 )
+from schemas.http_config import HttpConfig
 from schemas.spool_config import SpoolConfig
 
 
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     recognizer: RecognizerConfig = Field(default_factory=RecognizerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod
@@ -55,6 +59,16 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _cloud_needs_broker_and_model(self) -> Settings:
+        if self.cloud.enabled and not self.broker.url:
+            raise ValueError("EGW_CLOUD__ENABLED needs EGW_BROKER__URL (the cloud is reached "
+                             "through the broker)")
+        if self.cloud.enabled and not self.recognizer.enabled:
+            raise ValueError("EGW_CLOUD__ENABLED needs EGW_RECOGNIZER__ENABLED (the policy is "
+                             "edge-first)")
+        return self
 
     @property
     def mountpoint(self) -> str:

@@ -17,6 +17,7 @@ from typing import Final
 
 from pydantic import BaseModel
 
+from schemas.cloud import CloudRequest, CloudResponse
 from schemas.decisions import ActuatorCommand, CoapSummary, Decision, Intent
 from schemas.status import GatewayStatus
 from schemas.telemetry import Reading, TelemetryBatch, TextCommand
@@ -36,6 +37,8 @@ MODELS: Final[dict[str, type[BaseModel]]] = {
     "decision.json": Decision,
     "coap_summary.json": CoapSummary,
     "gateway_status.json": GatewayStatus,
+    "cloud_request.json": CloudRequest,
+    "cloud_response.json": CloudResponse,
 }
 """File name -> model, for every wire contract."""
 

@@ -2,7 +2,8 @@
 
 TOML (or JSON) validated by these models; `sensor_sim.scenario.load_scenario` reads one from a
 shipped name (`smart-home`) or a path. Rates are messages per second per device; `jitter` is the
-fraction (0-1) by which each interval is randomly stretched or shrunk.
+fraction (0-1) by which each interval is randomly stretched or shrunk. `faults` are injected into
+the devices' own traffic (sensors and panels); actuators and the simulator's monitor never see any.
 """
 
 from __future__ import annotations
@@ -29,6 +30,60 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class Faults(_Model):
+    """Faults injected into a device's traffic, drawn from the scenario's seed (deterministic).
+
+    Datagram faults act on what a device sends (its send path); the gateway's answers arrive
+    untouched. Every fault injected is counted in the report's `faults`.
+    """
+
+    loss: float = Field(0.0, ge=0, le=1, description="Probability that a datagram is dropped.")
+    duplicate: float = Field(
+        0.0, ge=0, le=1, description="Probability that a datagram is sent twice."
+    )
+    reorder: float = Field(
+        0.0, ge=0, le=1,
+        description="Probability that a datagram is held back and sent after the device's next "
+        "one (or after `reorder_delay`, whichever comes first).",
+    )
+    reorder_delay: float = Field(
+        0.05, gt=0, le=10, description="Longest a reordered datagram is held, seconds."
+    )
+    garbage: float = Field(
+        0.0, ge=0, le=1,
+        description="Probability that a message is preceded by a garbage datagram (random bytes "
+        "after a 0x00 byte: neither valid MQTT-SN nor CoAP).",
+    )
+    reboot_interval: float = Field(
+        0.0, ge=0, le=86_400,
+        description="Seconds between reboot storms (0 = none): the chosen devices reconnect "
+        "at the same moment from a new port, with a clean session.",
+    )
+    reboot_fraction: float = Field(
+        0.0, ge=0, le=1, description="Fraction of the devices that reboot in each storm."
+    )
+    oversleep: float = Field(
+        0.0, ge=0, le=1,
+        description="Probability that a sleeping device oversleeps one cycle (the gateway then "
+        "declares it lost; it reconnects when it wakes).",
+    )
+    oversleep_factor: float = Field(
+        2.0, gt=1.5, le=100,
+        description="An oversleeping device sleeps this many times its declared duration.",
+    )
+
+    @property
+    def datagram_faults(self) -> bool:
+        """Whether any fault acts on single datagrams (loss, duplication, reordering)."""
+        return self.loss > 0 or self.duplicate > 0 or self.reorder > 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any fault at all is injected."""
+        return (self.datagram_faults or self.garbage > 0 or self.oversleep > 0
+                or (self.reboot_interval > 0 and self.reboot_fraction > 0))
+
+
 class _Sender(_Model):
     name: str = Field(min_length=1, description="Class name, shown in the report.")
     ids: list[DeviceId] = Field(
@@ -45,6 +100,9 @@ class _Sender(_Model):
     predefined_topic_id: int | None = Field(
         None, ge=1, le=0xFFFE,
         description="Predefined topic id of the device's topic; needed for mqttsn-qos-1.",
+    )
+    faults: Faults | None = Field(
+        None, description="Faults for this class instead of the scenario's `faults`."
     )
 
     @model_validator(mode="after")
@@ -64,11 +122,13 @@ class _Sender(_Model):
         """The ids of the first `count` (default: all) devices of the class."""
         wanted = self.count if count is None else count
         out = list(self.ids[:wanted])
+        taken = set(out)
         n = 1
         while len(out) < wanted:
             candidate = f"{self.id_prefix}{n}"
-            if candidate not in out:
+            if candidate not in taken:
                 out.append(candidate)
+                taken.add(candidate)
             n += 1
         return out
 
@@ -87,6 +147,26 @@ class SensorClass(_Sender):
     battery_days: float = Field(
         365.0, gt=0, description="Simulated days from a full battery to empty."
     )
+    sleep_duration: int | None = Field(
+        None, ge=1, le=0xFFFF,
+        description="MQTT-SN sleeping devices: declared sleep (DISCONNECT duration), seconds. "
+        "Each report is CONNECT, PUBLISH, DISCONNECT(duration); needs 1/rate <= duration.",
+    )
+
+    @model_validator(mode="after")
+    def _sleep_ok(self) -> Self:
+        if self.sleep_duration is None:
+            return self
+        if self.protocol not in ("mqttsn-qos0", "mqttsn-qos1", "mqttsn-qos2"):
+            raise ValueError(
+                f"class {self.name!r}: sleep_duration needs mqttsn-qos0, -qos1 or -qos2"
+            )
+        if 1.0 / self.rate > self.sleep_duration:
+            raise ValueError(
+                f"class {self.name!r}: reports every {1.0 / self.rate:g} s but declares a sleep "
+                f"of {self.sleep_duration} s (the gateway would declare it lost)"
+            )
+        return self
 
 
 class PanelClass(_Sender):
@@ -108,14 +188,17 @@ class PanelClass(_Sender):
 
 
 class ActuatorClass(_Model):
-    """Actuators: MQTT-SN clients subscribed to `actuators/{id}/set`, recording every command."""
+    """Actuators recording every command they receive on `actuators/{id}/set`: MQTT-SN
+    subscribers, or CoAP observers (GET with Observe on `/actuators/{id}/set`)."""
 
     name: str = Field("actuators", min_length=1, description="Class name, shown in the report.")
     ids: list[str] = Field(
         min_length=1, description='Actuator ids, e.g. "light.kitchen" (as in the gateway rules).'
     )
-    protocol: Literal["mqttsn"] = Field("mqttsn", description="How the actuators subscribe.")
-    qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS.")
+    protocol: Literal["mqttsn", "coap"] = Field(
+        "mqttsn", description="mqttsn: SUBSCRIBE; coap: GET with Observe (CON notifications)."
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS (mqttsn only).")
 
 
 class Timing(_Model):
@@ -143,6 +226,7 @@ class Scenario(_Model):
     panels: list[PanelClass] = Field(default_factory=list, description="Panel classes.")
     actuators: list[ActuatorClass] = Field(default_factory=list, description="Actuators.")
     timing: Timing = Field(default_factory=Timing, description="Client timers.")
+    faults: Faults = Field(default_factory=Faults, description="Faults of every device class.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:

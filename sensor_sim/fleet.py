@@ -1,16 +1,10 @@
-"""Run a scenario's fleet in one asyncio process and measure it.
+"""Run a scenario's fleet (or one shard of it) in one asyncio process and measure it.
 
-Panel -> actuator latency. A text command cannot carry its send time, so the fleet pairs it by
-order through the gateway's own records: a monitor client subscribes `decisions/{panel}` for
-every panel. The gateway handles one device's commands in order (one pipeline, FIFO
-micro-batches, one bus) and publishes exactly one Decision per recognised command, so the n-th
-Decision on `decisions/{panel}` belongs to the panel's n-th accepted command: its send time is
-popped from that panel's FIFO (a command the gateway refused is removed from the FIFO at once, as
-a panel has one command in flight at a time). The Decision's `seq` is then mapped to that send
-time, and every `ActuatorCommand` with that `decision_seq` gives one latency sample: actuator
-arrival - panel send (both time.monotonic()). An actuator command may arrive before its Decision
-(the gateway publishes actions first): it waits in `pending` until the Decision comes; those
-still unmatched at the end came from sensor rules or occupancy (`commands_not_from_panels`).
+The run: the actuators subscribe (MQTT-SN) or observe (CoAP), a monitor client subscribes to
+every panel's decisions (sensor_sim.tracker pairs them), an optional upstream watcher connects
+to the broker, then every device connects (at most SETUP_CONCURRENCY at a time) before the
+clock starts; the devices report until `duration` has passed, and the fleet waits up to
+`timing.drain` seconds for the panels' last decisions and commands.
 """
 
 from __future__ import annotations
@@ -19,38 +13,22 @@ import asyncio
 import contextlib
 import json
 import random
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import ValidationError
-
-from gateway.mqttsn.constants import TopicIdType
-from schemas.decisions import ActuatorCommand, Decision
-from schemas.scenario import PanelClass, Scenario, SensorClass
+from schemas.scenario import PanelClass, Scenario
 from sensor_sim.coap_client import CoapClient
-from sensor_sim.generators import ROOMS, RoomModel
+from sensor_sim.device import Device, SimDevice, Site, Target
 from sensor_sim.mqttsn_client import MqttSnClient
-from sensor_sim.payloads import CONTENT_FORMATS, encode_telemetry
 from sensor_sim.report import Stats
+from sensor_sim.tracker import PanelTracker
+from sensor_sim.upstream import UpstreamWatcher
+
+__all__ = ["Device", "Fleet", "Target", "dumps", "plan", "scale_counts"]
 
 SETUP_CONCURRENCY = 200
-
-
-@dataclass
-class Target:
-    host: str
-    mqttsn_port: int
-    coap_port: int
-
-
-@dataclass
-class Device:
-    cls: SensorClass | PanelClass
-    device_id: str
-    rate: float
-    index: int
+SETTLE = 0.05  # the last actuator commands may follow the last decision by a moment
 
 
 def scale_counts(counts: list[int], total: int) -> list[int]:
@@ -66,224 +44,109 @@ def scale_counts(counts: list[int], total: int) -> list[int]:
     return out
 
 
-def plan(scenario: Scenario, devices: int | None, rate: float | None) -> list[Device]:
-    """The devices to run: `devices` scales the sensor classes, `rate` is their total rate."""
+def plan(scenario: Scenario, devices: int | None, rate: float | None,
+         shard: tuple[int, int] = (0, 1)) -> list[Device]:
+    """The devices to run: `devices` scales the sensor classes, `rate` is their total rate.
+
+    With `shard` (i, n) only the sensors whose index is i modulo n; panels go to shard 0.
+    """
     sensor_counts = [cls.count for cls in scenario.sensors]
     if devices is not None:
         sensor_counts = scale_counts(sensor_counts, devices)
     total_sensors = sum(sensor_counts)
     out: list[Device] = []
     index = 0
+    this, shards = shard
     for cls, count in zip(scenario.sensors, sensor_counts, strict=True):
         for device_id in cls.device_ids(count):
             per_device = cls.rate if rate is None or total_sensors == 0 else rate / total_sensors
-            out.append(Device(cls, device_id, per_device, index))
+            if index % shards == this:
+                out.append(Device(cls, device_id, per_device, index))
             index += 1
     for panel in scenario.panels:
         for device_id in panel.device_ids():
-            out.append(Device(panel, device_id, panel.rate, index))
+            if this == 0:
+                out.append(Device(panel, device_id, panel.rate, index))
             index += 1
     return out
 
 
-@dataclass
-class PanelTracker:
-    """Pairs panel sends, decisions and actuator commands (see the module docstring)."""
-
-    stats: Stats
-    actuators: set[str]
-    sends: dict[str, deque[float]] = field(default_factory=dict)
-    seq_sent: dict[int, float] = field(default_factory=dict)
-    pending: dict[int, list[float]] = field(default_factory=dict)
-    seen: set[tuple[str, int | None, float]] = field(default_factory=set)
-
-    def sent(self, panel: str, at: float) -> None:
-        self.sends.setdefault(panel, deque()).append(at)
-
-    def refused(self, panel: str) -> None:
-        queue = self.sends.get(panel)
-        if queue:
-            queue.pop()
-
-    def decision(self, payload: bytes) -> None:
-        try:
-            decision = Decision.model_validate_json(payload)
-        except ValidationError:
-            self.stats.errors["bad_decision_payload"] += 1
-            return
-        queue = self.sends.get(decision.device_id)
-        if not queue:
-            self.stats.errors["decision_without_command"] += 1
-            return
-        sent_at = queue.popleft()
-        self.stats.panel_decisions += 1
-        self.stats.panel_actions += sum(a.actuator_id in self.actuators for a in decision.actions)
-        self.seq_sent[decision.seq] = sent_at
-        for arrived in self.pending.pop(decision.seq, []):
-            self.stats.panel_latency_ms.append((arrived - sent_at) * 1000)
-
-    def command(self, actuator: str, payload: bytes, arrived: float) -> None:
-        try:
-            command = ActuatorCommand.model_validate_json(payload)
-        except ValidationError:
-            self.stats.errors["bad_actuator_command"] += 1
-            return
-        key = (actuator, command.decision_seq, command.issued_at)
-        if key in self.seen:
-            self.stats.commands_duplicated += 1
-            return
-        self.seen.add(key)
-        if command.actuator_id != actuator:
-            self.stats.errors["command_for_other_actuator"] += 1
-        self.stats.commands_by_actuator[actuator] += 1
-        seq = command.decision_seq
-        if seq is not None and seq in self.seq_sent:
-            self.stats.panel_latency_ms.append((arrived - self.seq_sent[seq]) * 1000)
-        elif seq is not None:
-            self.pending.setdefault(seq, []).append(arrived)
-        else:
-            self.stats.commands_other += 1
-
-    def unresolved(self) -> int:
-        return sum(len(q) for q in self.sends.values())
-
-    def finish(self) -> None:
-        self.stats.commands_other += sum(len(v) for v in self.pending.values())
-        self.pending.clear()
-        self.stats.panel_commands_unanswered = self.unresolved()
-
-
 class Fleet:
     def __init__(self, scenario: Scenario, target: Target, *, duration: float,
-                 devices: int | None = None, rate: float | None = None) -> None:
+                 devices: int | None = None, rate: float | None = None,
+                 broker: str = "", mountpoint: str = "edge/site1/",
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.scenario = scenario
         self.target = target
         self.duration = duration
-        self.devices = plan(scenario, devices, rate)
+        self.broker = broker if shard[0] == 0 else ""
+        self.mountpoint = mountpoint
+        self.main_shard = shard[0] == 0
+        self.devices = plan(scenario, devices, rate, shard)
         self.stats = Stats()
         self.actuator_ids = [a for cls in scenario.actuators for a in cls.ids]
         self.tracker = PanelTracker(self.stats, set(self.actuator_ids))
         self.offered_rate = sum(d.rate for d in self.devices)
-        self._clients: list[MqttSnClient | CoapClient] = []
-        self._deadline = 0.0
+        self.phase = "setup"
+        self.set_up = 0
         self.elapsed = 0.0
-        self._run_start = 0.0
-        self._set_up = 0
+        self._sims: list[SimDevice] = []
+        self._helpers: list[MqttSnClient | CoapClient] = []
+        self._start = 0.0
+        self._device_tasks: list[asyncio.Task[None]] = []
+        self.stopped = False
 
-    # --- building clients -------------------------------------------------------------------
+    # --- helpers: actuators, the decision monitor -------------------------------------------
 
-    def _mqttsn(self, client_id: str, on_message: Any = None) -> MqttSnClient:
+    def _mqttsn(self, client_id: str, on_message: Any) -> MqttSnClient:
         timing = self.scenario.timing
         client = MqttSnClient(
             client_id, (self.target.host, self.target.mqttsn_port), retry=timing.mqttsn_retry,
             retries=timing.mqttsn_retries, keep_alive=timing.keep_alive,
             errors=self.stats.errors, on_message=on_message,
         )
-        self._clients.append(client)
+        self._helpers.append(client)
         return client
 
-    def _coap(self, rng: random.Random) -> CoapClient:
-        timing = self.scenario.timing
-        client = CoapClient(
-            (self.target.host, self.target.coap_port), ack_timeout=timing.coap_ack_timeout,
-            max_retransmit=timing.coap_max_retransmit, errors=self.stats.errors, rng=rng,
-        )
-        self._clients.append(client)
-        return client
+    def _recorder(self, actuator: str) -> Callable[[bytes, float], None]:
+        def record(payload: bytes, at: float) -> None:
+            self.tracker.command(actuator, payload, at)
+        return record
 
-    async def _subscribers(self) -> list[MqttSnClient]:
+    async def _actuators(self) -> list[MqttSnClient]:
+        """Subscribe or observe every actuator; the MQTT-SN clients (they need pings)."""
         out: list[MqttSnClient] = []
+        timing = self.scenario.timing
         for cls in self.scenario.actuators:
             for actuator in cls.ids:
-                def record(topic: str, payload: bytes, at: float, actuator: str = actuator) -> None:
-                    self.tracker.command(actuator, payload, at)
-                client = self._mqttsn(f"sim-act-{actuator}"[:64], record)
+                record = self._recorder(actuator)
+                if cls.protocol == "coap":
+                    observer = CoapClient(
+                        (self.target.host, self.target.coap_port),
+                        ack_timeout=timing.coap_ack_timeout,
+                        max_retransmit=timing.coap_max_retransmit, errors=self.stats.errors,
+                        rng=random.Random(f"{self.scenario.seed}:{actuator}"),
+                    )
+                    self._helpers.append(observer)
+                    await observer.open()
+                    await observer.observe(f"actuators/{actuator}/set", record)
+                    continue
+                client = self._mqttsn(f"sim-act-{actuator}"[:64],
+                                      lambda _t, p, at, record=record: record(p, at))
                 await client.open()
                 await client.connect()
                 await client.subscribe(f"actuators/{actuator}/set", cls.qos)
                 out.append(client)
         panels = [d.device_id for d in self.devices if isinstance(d.cls, PanelClass)]
         if panels:
-            def decision(topic: str, payload: bytes, at: float) -> None:
-                self.tracker.decision(payload)
-            monitor = self._mqttsn("sim-monitor", decision)
+            monitor = self._mqttsn("sim-monitor",
+                                   lambda _t, p, _at: self.tracker.decision(p))
             await monitor.open()
             await monitor.connect()
             for panel in panels:
                 await monitor.subscribe(f"decisions/{panel}", 1)
             out.append(monitor)
         return out
-
-    # --- device loops -----------------------------------------------------------------------
-
-    async def _device(  # noqa: PLR0915 (setup and loop read best together)
-        self, device: Device, ready: asyncio.Event, gate: asyncio.Semaphore
-    ) -> None:
-        cls = device.cls
-        is_panel = isinstance(cls, PanelClass)
-        rng = random.Random(f"{self.scenario.seed}:{device.device_id}")
-        counts = self.stats.counts(cls.name)
-        protocol = cls.protocol
-        topic = f"devices/{device.device_id}/{'command' if is_panel else 'telemetry'}"
-        send: Any
-        async with gate:
-            try:
-                if protocol.startswith("coap"):
-                    coap = self._coap(rng)
-                    await coap.open()
-                    confirmable = protocol == "coap-con"
-
-                    async def send(payload: bytes, fmt: int) -> str:
-                        return await coap.post(topic, payload, fmt, confirmable, counts)
-                else:
-                    qos = int(protocol.removeprefix("mqttsn-qos"))
-                    mqttsn = self._mqttsn(device.device_id)
-                    await mqttsn.open()
-                    if qos == -1:
-                        assert cls.predefined_topic_id is not None
-                        topic_id, id_type = cls.predefined_topic_id, TopicIdType.PREDEFINED
-                    else:
-                        await mqttsn.connect()
-                        topic_id, id_type = await mqttsn.register(topic), TopicIdType.NORMAL
-
-                    async def send(payload: bytes, fmt: int) -> str:
-                        return await mqttsn.publish(topic_id, payload, qos, counts, id_type)
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                self.stats.errors[f"setup_{type(exc).__name__}"] += 1
-                return
-            finally:
-                self._set_up += 1
-        await ready.wait()
-        loop = asyncio.get_running_loop()
-        interval = 1.0 / device.rate
-        next_at = loop.time() + rng.uniform(0, interval)
-        room = (cls.room if isinstance(cls, SensorClass) and cls.room
-                else ROOMS[device.index % len(ROOMS)])
-        model = RoomModel(self.scenario.seed * 100_003 + device.index, room,
-                          cls.battery_days if isinstance(cls, SensorClass) else 365.0)
-        said = rng.randrange(len(cls.utterances)) if isinstance(cls, PanelClass) else 0
-        while next_at < self._deadline:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            if isinstance(cls, PanelClass):
-                text = cls.utterances[said % len(cls.utterances)]
-                said += 1
-                self.tracker.sent(device.device_id, time.monotonic())
-                started = time.monotonic()
-                outcome = await send(text.encode(), 0)
-                if outcome == "rejected":
-                    self.tracker.refused(device.device_id)
-            else:
-                sim_t = (self.scenario.start_hour * 3600
-                         + (loop.time() - self._run_start) * self.scenario.time_scale)
-                values = model.sample(sim_t)
-                payload = encode_telemetry(cls.payload, device.device_id,
-                                           {q: values[q] for q in cls.quantities}, time.time())
-                started = time.monotonic()
-                outcome = await send(payload, CONTENT_FORMATS[cls.payload])
-            if outcome == "acked":
-                self.stats.ack_rtt_ms.append((time.monotonic() - started) * 1000)
-            next_at += interval * (1 + cls.jitter * rng.uniform(-1, 1))
-            next_at = max(next_at, loop.time())
 
     async def _pinger(self, clients: list[MqttSnClient]) -> None:
         period = self.scenario.timing.keep_alive / 2
@@ -293,39 +156,98 @@ class Fleet:
                 with contextlib.suppress(Exception):
                     await client.ping()
 
-    # --- the run ----------------------------------------------------------------------------
+    # --- devices ----------------------------------------------------------------------------
+
+    async def _setup(self, sim: SimDevice, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                await sim.setup()
+            finally:
+                self.set_up += 1
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.scenario.timing.drain
+        while loop.time() < until and (  # noqa: ASYNC110 (polls two conditions)
+            self.tracker.unresolved() or self.tracker.pending
+        ):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(SETTLE)
 
     async def run(self) -> dict[str, Any]:
+        """Run the fleet; the report."""
+        await self.measure()
+        return self.report()
+
+    async def measure(self, started: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run the fleet and settle `stats`. `started` is awaited (if given) once every
+        device is set up, just before the clock starts (workers use it to start together)."""
         loop = asyncio.get_running_loop()
+        watcher = None
+        if self.broker:
+            self.stats.upstream = Counter()
+            watcher = UpstreamWatcher(self.broker, self.mountpoint, self.stats.upstream)
         try:
-            subscribers = await self._subscribers()
-            ready = asyncio.Event()
-            gate = asyncio.Semaphore(SETUP_CONCURRENCY)
-            self._deadline = float("inf")
-            tasks = [asyncio.create_task(self._device(d, ready, gate)) for d in self.devices]
-            # Wait for every device to be connected (or failed) before the clock starts.
-            while self._set_up < len(tasks):  # noqa: ASYNC110 (no event per device)
-                await asyncio.sleep(0.01)
-            self._run_start = loop.time()
-            self._deadline = self._run_start + self.duration
-            ready.set()
-            pinger = asyncio.create_task(self._pinger(subscribers))
-            await asyncio.gather(*tasks, return_exceptions=False)
-            self.elapsed = loop.time() - self._run_start
-            drain_until = loop.time() + self.scenario.timing.drain
-            while loop.time() < drain_until and (  # noqa: ASYNC110
-                self.tracker.unresolved() or self.tracker.pending
-            ):
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.05)  # last actuator commands after the last decision
-            pinger.cancel()
+            async with asyncio.TaskGroup() as tg:
+                if watcher is not None:
+                    await watcher.start()
+                helpers = await self._actuators()
+                self._sims = [SimDevice(d, Site(self.scenario, self.target, self.stats,
+                                                self.tracker)) for d in self.devices]
+                gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+                async with asyncio.TaskGroup() as setup:
+                    for sim in self._sims:
+                        setup.create_task(self._setup(sim, gate))
+                if started is not None:
+                    await started()
+                self.phase = "running"
+                self._start = loop.time()
+                deadline = self._start + self.duration
+                pinger = tg.create_task(self._pinger(helpers))
+                async with asyncio.TaskGroup() as devices:
+                    self._device_tasks = [devices.create_task(sim.run(self._start, deadline))
+                                          for sim in self._sims]
+                    if self.stopped:
+                        self.stop()
+                self.elapsed = loop.time() - self._start
+                self.phase = "draining"
+                await self._drain()
+                pinger.cancel()
         finally:
-            for client in self._clients:
-                if isinstance(client, MqttSnClient):
-                    client.disconnect()
-                client.close()
-        self.stats.duplicate_answers = sum(c.duplicate_answers for c in self._clients)
+            self.phase = "done"
+            for sim in self._sims:
+                sim.close()
+            for helper in self._helpers:
+                if isinstance(helper, MqttSnClient):
+                    helper.disconnect()
+                helper.close()
+            if watcher is not None:
+                await watcher.stop()
+        self._settle()
+
+    def stop(self) -> None:
+        """End the run now (Ctrl-C): messages in flight stay `pending`, the report follows."""
+        self.stopped = True
+        for task in self._device_tasks:
+            task.cancel()
+
+    def running_for(self) -> float:
+        """Seconds since the clock started (0 during setup)."""
+        if self.phase == "setup":
+            return 0.0
+        if self.phase == "running":
+            return asyncio.get_running_loop().time() - self._start
+        return self.elapsed
+
+    def _settle(self) -> None:
+        clients = [*(s.client for s in self._sims), *self._helpers]
+        self.stats.duplicate_answers = sum(c.duplicate_answers for c in clients) + sum(
+            c.duplicate_notifications for c in clients if isinstance(c, CoapClient))
+        if self.stats.upstream is not None and self.stats.upstream["disconnects"]:
+            self.stats.errors["upstream_disconnected"] += self.stats.upstream["disconnects"]
         self.tracker.finish()
+
+    def report(self) -> dict[str, Any]:
         return self.stats.report(
             scenario=self.scenario.name, devices=len(self.devices), duration=self.duration,
             elapsed=self.elapsed, offered_rate=self.offered_rate,
@@ -334,4 +256,3 @@ class Fleet:
 
 def dumps(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
-

@@ -1,15 +1,17 @@
 """A simulated MQTT-SN client on its own UDP socket, speaking through gateway.mqttsn.codec.
 
 One outstanding request per kind at a time is what a small device does; publishes are issued
-one after another by the device loop, so msg ids never collide.
+one after another by the device loop, so msg ids never collide. Each attempt of a request waits
+on its own future with one `call_later` timer (cheaper than `wait_for`, which matters at 10,000
+devices); an answer to an earlier attempt of the same request settles the current one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
 
 from gateway.mqttsn.codec import MalformedPacket, decode, encode
 from gateway.mqttsn.constants import QoS, ReturnCode, TopicIdType
@@ -30,93 +32,100 @@ from gateway.mqttsn.packets import (
     SubAck,
     Subscribe,
 )
+from sensor_sim.endpoint import Address, Endpoint, expire
+from sensor_sim.faults import FaultInjector
 from sensor_sim.report import Counts
 
-Address = tuple[str, int]
 OnMessage = Callable[[str, bytes, float], None]
+Key = tuple[str, int]
+SETTLED_MEMORY = 16  # recent exchanges whose late answers count as duplicates, not errors
 
 
 class MqttSnTimeout(Exception):
     """No answer after every retry."""
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, client: MqttSnClient) -> None:
-        self.client = client
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.client.received(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.client.errors[f"socket_{type(exc).__name__}"] += 1
-
-
 class MqttSnClient:
     def __init__(self, client_id: str, gateway: Address, *, retry: float, retries: int,
-                 keep_alive: int, errors: Any, on_message: OnMessage | None = None) -> None:
+                 keep_alive: int, errors: Counter[str], on_message: OnMessage | None = None,
+                 injector: FaultInjector | None = None) -> None:
         self.client_id = client_id
-        self.gateway = gateway
         self.retry = retry
         self.retries = retries
         self.keep_alive = keep_alive
         self.errors = errors
         self.on_message = on_message
-        self.transport: asyncio.DatagramTransport | None = None
-        self._waiting: dict[tuple[str, int], asyncio.Future[Packet]] = {}
-        self._topics: dict[int, str] = {}
-        self._settled_ids: set[tuple[str, int]] = set()
+        self.endpoint = Endpoint(gateway, self.received, errors, injector)
+        self._waiting: dict[Key, asyncio.Future[Packet | None]] = {}
+        self._topics: dict[int, str] = {}  # topic id -> name, for what the gateway sends
+        self._registered: dict[str, int] = {}  # name -> topic id, for what the client sends
+        self._settled_ids: deque[Key] = deque(maxlen=SETTLED_MEMORY)
         self._received_qos2: set[int] = set()
         self._next_id = 0
         self.duplicate_answers = 0
+        self.disconnected_by_gateway = False
+        self.asleep = False
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Endpoint(self), remote_addr=self.gateway
-        )
+        await self.endpoint.open()
+
+    async def reopen(self) -> None:
+        """A reboot: a new socket; nothing of the old session is remembered."""
+        self._abandon()
+        self._topics.clear()
+        self._registered.clear()
+        self.asleep = self.disconnected_by_gateway = False
+        self._received_qos2.clear()
+        await self.endpoint.reopen()
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self.endpoint.close()
+        self._abandon()
+
+    def _abandon(self) -> None:
         for future in self._waiting.values():
             future.cancel()
+        self._waiting.clear()
 
     def msg_id(self) -> int:
         self._next_id = self._next_id % 0xFFFF + 1
         return self._next_id
 
     def send(self, packet: Packet) -> None:
-        assert self.transport is not None
-        self.transport.sendto(encode(packet))
+        self.endpoint.send(encode(packet))
 
     # --- requests ---------------------------------------------------------------------------
 
-    async def request(self, packet: Packet, key: tuple[str, int], resend: Packet | None = None,
+    async def request(self, packet: Packet, key: Key, resend: Packet | None = None,
                       counts: Counts | None = None) -> Packet:
         """Send `packet` and await the answer `key`, re-sending (`resend`) on each timeout."""
-        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
-        self._waiting[key] = future
+        loop = asyncio.get_running_loop()
+        datagram = encode(packet)
         try:
             for attempt in range(self.retries + 1):
-                if attempt:
-                    if counts is not None:
-                        counts.retransmitted += 1
-                    self.send(resend or packet)
-                else:
-                    self.send(packet)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), self.retry)
-                except TimeoutError:
-                    continue
-            raise MqttSnTimeout(key[0])
+                future: asyncio.Future[Packet | None] = loop.create_future()
+                self._waiting[key] = future
+                if attempt == 1 and resend is not None:
+                    datagram = encode(resend)
+                if attempt and counts is not None:
+                    counts.retransmitted += 1
+                self.endpoint.send(datagram)
+                timer = loop.call_later(self.retry, expire, future)
+                answer = await future
+                timer.cancel()
+                if answer is not None:
+                    return answer
+            host, port = self.endpoint.remote
+            raise MqttSnTimeout(f"no {key[0].upper()} from {host}:{port} after "
+                                f"{self.retries + 1} attempts")
         finally:
             self._waiting.pop(key, None)
-            self._settled_ids.add(key)
-            if len(self._settled_ids) > 4096:
-                self._settled_ids.clear()
+            self._settled_ids.append(key)
 
-    async def connect(self) -> None:
-        answer = await self.request(Connect(self.client_id, self.keep_alive), ("connack", 0))
+    async def connect(self, clean: bool = True) -> None:
+        self.disconnected_by_gateway = self.asleep = False
+        answer = await self.request(Connect(self.client_id, self.keep_alive, clean_session=clean),
+                                    ("connack", 0))
         assert isinstance(answer, ConnAck)
         if answer.return_code != ReturnCode.ACCEPTED:
             raise ConnectionError(f"CONNACK {answer.return_code.name}")
@@ -128,6 +137,7 @@ class MqttSnClient:
         if answer.return_code != ReturnCode.ACCEPTED:
             raise ConnectionError(f"REGACK {answer.return_code.name}")
         self._topics[answer.topic_id] = topic
+        self._registered[topic] = answer.topic_id
         return answer.topic_id
 
     async def subscribe(self, topic: str, qos: int) -> None:
@@ -142,44 +152,72 @@ class MqttSnClient:
     async def ping(self) -> None:
         await self.request(PingReq(), ("pingresp", 0))
 
+    async def sleep(self, duration: int) -> None:
+        """DISCONNECT with a duration: asleep once the gateway answers DISCONNECT."""
+        await self.request(Disconnect(duration), ("disconnect", 0))
+        self.asleep = True
+
     def disconnect(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.endpoint.is_open:
             self.send(Disconnect())
 
-    async def publish(self, topic_id: int, data: bytes, qos: int, counts: Counts,
-                      topic_id_type: TopicIdType = TopicIdType.NORMAL) -> str:
-        """Publish once and settle it: the outcome name ("acked", "unconfirmed", ...)."""
+    async def publish(self, topic: str | int, data: bytes, qos: int, counts: Counts) -> str:
+        """Publish once and settle it: the outcome name ("acked", "unconfirmed", ...).
+
+        `topic` is a registered topic name, or a predefined topic id. When the gateway answers
+        "invalid topic id" (it lost the registration: a duplicated CONNECT with a clean session
+        resets it), the client registers the topic again and re-sends, as a device would.
+        """
         counts.sent += 1
-        if qos <= 0:
-            self.send(Publish(topic_id, 0, data, QoS(qos), topic_id_type))
-            counts.unconfirmed += 1
-            return "unconfirmed"
-        mid = self.msg_id()
-        packet = Publish(topic_id, mid, data, QoS(qos), topic_id_type)
-        dup = Publish(topic_id, mid, data, QoS(qos), topic_id_type, dup=True)
-        started = time.monotonic()
         try:
-            if qos == 1:
-                answer = await self.request(packet, ("puback", mid), dup, counts)
-                assert isinstance(answer, PubAck)
-                if answer.return_code != ReturnCode.ACCEPTED:
-                    counts.rejected += 1
-                    self.errors[f"puback_{answer.return_code.name.lower()}"] += 1
-                    return "rejected"
-            else:
-                answer = await self.request(packet, ("pubrec", mid), dup, counts)
-                await self.request(PubRel(mid), ("pubcomp", mid), None, counts)
+            answer = await self._publish(topic, data, qos, counts)
+            if (isinstance(answer, PubAck) and isinstance(topic, str)
+                    and answer.return_code == ReturnCode.INVALID_TOPIC_ID):
+                self.errors["mqttsn_registered_again"] += 1
+                counts.retransmitted += 1
+                await self.register(topic)
+                answer = await self._publish(topic, data, qos, counts)
         except MqttSnTimeout:
             counts.lost += 1
             self.errors["mqttsn_timeout"] += 1
             return "lost"
+        except ConnectionError as exc:  # REGACK refused
+            counts.rejected += 1
+            self.errors[f"mqttsn_{exc}"] += 1
+            return "rejected"
+        if answer is None:
+            counts.unconfirmed += 1
+            return "unconfirmed"
+        if isinstance(answer, PubAck) and answer.return_code != ReturnCode.ACCEPTED:
+            counts.rejected += 1
+            self.errors[f"puback_{answer.return_code.name.lower()}"] += 1
+            return "rejected"
         counts.acked += 1
-        self.last_rtt = time.monotonic() - started
         return "acked"
+
+    async def _publish(self, topic: str | int, data: bytes, qos: int,
+                       counts: Counts) -> Packet | None:
+        """One PUBLISH exchange: the PUBACK (QoS 1, or a refusal), PUBCOMP (QoS 2), None (<1)."""
+        if isinstance(topic, str):
+            topic_id, id_type = self._registered[topic], TopicIdType.NORMAL
+        else:
+            topic_id, id_type = topic, TopicIdType.PREDEFINED
+        if qos <= 0:
+            self.send(Publish(topic_id, 0, data, QoS(qos), id_type))
+            return None
+        mid = self.msg_id()
+        packet = Publish(topic_id, mid, data, QoS(qos), id_type)
+        dup = Publish(topic_id, mid, data, QoS(qos), id_type, dup=True)  # encoded if re-sent
+        if qos == 1:
+            return await self.request(packet, ("puback", mid), dup, counts)
+        answer = await self.request(packet, ("pubrec", mid), dup, counts)
+        if isinstance(answer, PubAck):  # refused: QoS 2 is refused with a PUBACK too
+            return answer
+        return await self.request(PubRel(mid), ("pubcomp", mid), None, counts)
 
     # --- incoming ---------------------------------------------------------------------------
 
-    def _answer(self, key: tuple[str, int], packet: Packet) -> None:
+    def _answer(self, key: Key, packet: Packet) -> None:
         future = self._waiting.get(key)
         if future is not None and not future.done():
             future.set_result(packet)
@@ -193,14 +231,19 @@ class MqttSnClient:
             self.errors[f"mqttsn_malformed_{exc.reason}"] += 1
             return
         match packet:
+            case PubAck():
+                key = ("puback", packet.msg_id)
+                if key not in self._waiting and ("pubrec", packet.msg_id) in self._waiting:
+                    key = ("pubrec", packet.msg_id)  # a QoS 2 PUBLISH refused
+                self._answer(key, packet)
+            case Publish():
+                self._incoming(packet)
             case ConnAck():
                 self._answer(("connack", 0), packet)
             case RegAck():
                 self._answer(("regack", packet.msg_id), packet)
             case SubAck():
                 self._answer(("suback", packet.msg_id), packet)
-            case PubAck():
-                self._answer(("puback", packet.msg_id), packet)
             case PubRec():
                 self._answer(("pubrec", packet.msg_id), packet)
             case PubComp():
@@ -210,15 +253,17 @@ class MqttSnClient:
             case Register():
                 self._topics[packet.topic_id] = packet.topic_name
                 self.send(RegAck(packet.topic_id, packet.msg_id, ReturnCode.ACCEPTED))
-            case Publish():
-                self._incoming(packet)
             case PubRel():
                 self._received_qos2.discard(packet.msg_id)
                 self.send(PubComp(packet.msg_id))
             case PingReq():
                 self.send(PingResp())
             case Disconnect():
-                self.errors["mqttsn_disconnected_by_gateway"] += 1
+                if ("disconnect", 0) in self._waiting or self.asleep:
+                    self._answer(("disconnect", 0), packet)  # asleep: a duplicate answer
+                else:
+                    self.disconnected_by_gateway = True
+                    self.errors["mqttsn_disconnected_by_gateway"] += 1
             case _:
                 self.errors[f"mqttsn_unexpected_{type(packet).__name__}"] += 1
 

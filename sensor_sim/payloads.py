@@ -13,7 +13,7 @@ import cbor2
 from sensor_sim.generators import UNITS
 
 CONTENT_FORMATS = {"senml-json": 110, "senml-cbor": 112, "json": 50, "cbor": 60}
-_SENML_CBOR = {"bn": -2, "bt": -3, "n": 0, "u": 1, "v": 2}  # RFC 8428 Table 4
+# SenML-CBOR labels (RFC 8428 Table 4): bn -2, bt -3, n 0, u 1, v 2.
 
 
 def senml_records(
@@ -32,9 +32,13 @@ def encode_telemetry(fmt: str, device_id: str, values: Mapping[str, float], now:
     """The payload for `values` measured at `now` (UTC epoch seconds) in format `fmt`."""
     if fmt == "senml-json":
         return json.dumps(senml_records(device_id, values, now), separators=(",", ":")).encode()
-    if fmt == "senml-cbor":
-        return cbor2.dumps([{_SENML_CBOR[k]: v for k, v in r.items()}
-                            for r in senml_records(device_id, values, now)])
+    if fmt == "senml-cbor":  # the records built with their integer labels directly
+        records: list[dict[int, object]] = [
+            {0: name, 1: UNITS.get(name, "/"), 2: value} for name, value in values.items()
+        ]
+        if records:
+            records[0] = {-2: f"{device_id}:", -3: round(now, 3), **records[0]}
+        return cbor2.dumps(records)
     if fmt == "json":
         return json.dumps(dict(values), separators=(",", ":")).encode()
     if fmt == "cbor":

@@ -8,16 +8,21 @@ and ends in exactly one outcome:
 - `unconfirmed`: QoS 0/-1 or CoAP NON: nothing can tell whether it arrived;
 - `pending`: still waiting for its answer when the report was made.
 So sent == acked + rejected + lost + unconfirmed + pending (`Counts.balanced`).
-`duplicated` counts deliveries seen twice: a second answer to an already settled message, or an
-actuator command (same actuator, decision_seq, issued_at) received again.
+`duplicated` counts deliveries seen twice: a second answer to an already settled message, a CoAP
+notification retransmitted after its ACK, or an actuator command (same actuator, decision_seq,
+issued_at) received again. Injected faults are counted apart, in `faults`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+import random
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from sensor_sim.faults import FaultCounts
 
 OUTCOMES = ("acked", "rejected", "lost", "unconfirmed")
 
@@ -63,14 +68,61 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def latency_summary(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
+SAMPLE_CAP = 200_000
+RECENT = 2_000
+RECENT_LINES = 4  # the panels' last decisions, shown live
+
+
+class Samples:
+    """Latency samples in bounded memory: every one up to `cap`, then a uniform reservoir of
+    `cap` (algorithm R, seeded), so percentiles of long runs are estimates while `count` and
+    `max` stay exact; `recent` keeps the last RECENT for the live view."""
+
+    def __init__(self, values: Iterable[float] = (), cap: int = SAMPLE_CAP) -> None:
+        self.cap = cap
+        self.values: list[float] = []
+        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.count = 0
+        self.max = 0.0
+        self._rng = random.Random(0)
+        for value in values:
+            self.append(value)
+
+    def append(self, value: float) -> None:
+        self.count += 1
+        self.max = max(self.max, value)
+        self.recent.append(value)
+        if len(self.values) < self.cap:
+            self.values.append(value)
+            return
+        slot = self._rng.randrange(self.count)
+        if slot < self.cap:
+            self.values[slot] = value
+
+    def merge(self, other: Samples) -> None:
+        """Add another worker's samples (beyond the cap, a reservoir of both)."""
+        seen = self.count + other.count
+        for value in other.values:
+            self.append(value)
+        self.count = seen
+        self.max = max(self.max, other.max)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.values)
+
+
+def latency_summary(samples_ms: Samples | list[float]) -> dict[str, float]:
+    samples = samples_ms if isinstance(samples_ms, Samples) else Samples(samples_ms)
+    ordered = sorted(samples.values)
     return {
-        "count": len(ordered),
+        "count": samples.count,
         "p50": round(percentile(ordered, 0.50), 3),
         "p90": round(percentile(ordered, 0.90), 3),
         "p99": round(percentile(ordered, 0.99), 3),
-        "max": round(ordered[-1], 3) if ordered else 0.0,
+        "max": round(samples.max, 3),
     }
 
 
@@ -81,14 +133,17 @@ class Stats:
     by_class: dict[str, Counts] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     commands_by_actuator: Counter[str] = field(default_factory=Counter)
-    panel_latency_ms: list[float] = field(default_factory=list)
-    ack_rtt_ms: list[float] = field(default_factory=list)
+    panel_latency_ms: Samples = field(default_factory=Samples)
+    ack_rtt_ms: Samples = field(default_factory=Samples)
     panel_decisions: int = 0
     panel_actions: int = 0
     panel_commands_unanswered: int = 0
     commands_other: int = 0
     commands_duplicated: int = 0
     duplicate_answers: int = 0
+    faults: FaultCounts = field(default_factory=FaultCounts)
+    upstream: Counter[str] | None = None
+    recent_decisions: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_LINES))
 
     def counts(self, cls: str) -> Counts:
         return self.by_class.setdefault(cls, Counts())
@@ -98,6 +153,22 @@ class Stats:
         for counts in self.by_class.values():
             total.add(counts)
         return total
+
+    def merge(self, other: Stats) -> None:
+        """Add another worker's stats to these."""
+        for name, counts in other.by_class.items():
+            self.counts(name).add(counts)
+        self.errors.update(other.errors)
+        self.commands_by_actuator.update(other.commands_by_actuator)
+        self.panel_latency_ms.merge(other.panel_latency_ms)
+        self.ack_rtt_ms.merge(other.ack_rtt_ms)
+        for name in ("panel_decisions", "panel_actions", "panel_commands_unanswered",
+                     "commands_other", "commands_duplicated", "duplicate_answers"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.faults.add(other.faults)
+        self.recent_decisions.extend(other.recent_decisions)
+        if other.upstream is not None:
+            self.upstream = (self.upstream or Counter()) + other.upstream
 
     def report(self, *, scenario: str, devices: int, duration: float, elapsed: float,
                offered_rate: float) -> dict[str, Any]:
@@ -121,4 +192,9 @@ class Stats:
             "achieved_rate": round(total.sent / duration, 3) if duration > 0 else 0.0,
             "by_class": {name: c.as_dict() for name, c in sorted(self.by_class.items())},
             "errors": dict(sorted(self.errors.items())),
+            "faults": self.faults.as_dict(),
+            "upstream": None if self.upstream is None else {
+                "decisions": self.upstream["decisions"],
+                "actuator_commands": self.upstream["actuator_commands"],
+            },
         }

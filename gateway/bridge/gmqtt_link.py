@@ -27,6 +27,7 @@ from gateway.bridge.link import (
     EchoFilter,
     InboundHandler,
     InboundMessage,
+    ResponseHandler,
     backoff_delays,
 )
 from gateway.config import Settings
@@ -159,15 +160,18 @@ class _Session:
     def publish(
         self, topic: str, payload: bytes, qos: int, retain: bool,
         properties: Mapping[str, str] | None = None,
+        *,
+        reply: tuple[str, bytes] | None = None,
     ) -> int:
-        """Write a PUBLISH; the packet id for QoS 1/2 (0 for QoS 0)."""
+        """Write a PUBLISH; the packet id for QoS 1/2 (0 for QoS 0). ``reply``: MQTT v5
+        (response topic, correlation data)."""
         self._store.last_mid = 0
+        extra: dict[str, Any] = {}
         if properties:
-            message = gmqtt.Message(
-                topic, payload, qos=qos, retain=retain, user_property=list(properties.items())
-            )
-        else:
-            message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
+            extra["user_property"] = list(properties.items())
+        if reply is not None:
+            extra["response_topic"], extra["correlation_data"] = reply
+        message = gmqtt.Message(topic, payload, qos=qos, retain=retain, **extra)
         self._client.publish(message)
         return self._store.last_mid
 
@@ -203,7 +207,10 @@ class _Session:
         self, _client: Any, topic: Any, payload: Any, qos: Any, properties: Any
     ) -> None:
         retain = bool(properties.get("retain", 0))
-        self._link._on_inbound(self, topic, bytes(payload), int(qos), retain)
+        correlation = (properties.get("correlation_data") or [None])[0]
+        self._link._on_inbound(
+            self, topic, bytes(payload), int(qos), retain, correlation=correlation
+        )
 
     def _on_disconnect(self, _client: Any, _packet: Any, _exc: Any = None) -> None:
         self.lost.set()
@@ -234,6 +241,7 @@ class _Outgoing:
     retain: bool
     future: asyncio.Future[None] | None  # None: the link's own status message
     properties: Mapping[str, str] | None = None
+    reply: tuple[str, bytes] | None = None  # MQTT v5 (response topic, correlation data)
 
 
 @dataclass(slots=True)
@@ -271,6 +279,7 @@ class GmqttLink:
         self._offline = _status(settings.site, "offline", "stopped")
         self._will = _status(settings.site, "offline", "connection_lost")
         self._on_message = on_message
+        self._responders: dict[str, ResponseHandler] = {}  # local topic -> handler
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._filters: dict[str, _Filter] = {}
         self._pending: deque[_Outgoing] = deque()
@@ -356,6 +365,37 @@ class GmqttLink:
             if self._session is not None:
                 self._ops.append((entry.broker_filter, None))
                 self._pump()
+
+    def request(
+        self, topic: str, payload: bytes, *, response_topic: str, correlation_data: bytes
+    ) -> bool:
+        """QoS 0 request with MQTT v5 response topic (local, mountpoint added) and correlation
+        data; ``topic`` is a broker topic (no mountpoint). False: not connected, not MQTT v5,
+        or the socket is backed up."""
+        session = self._session
+        if (session is None or session.version != MQTTv50
+                or session.write_buffer_size > MAX_WRITE_BUFFER):
+            self._counters["requests_unsent"] += 1
+            return False
+        validate_topic(topic)
+        reply = (add_mountpoint(self._mountpoint, response_topic), correlation_data)
+        self._send(session, _Outgoing(topic, bytes(payload), 0, False, None, reply=reply))
+        self._counters["requests"] += 1
+        return True
+
+    def add_responder(self, topic: str, handler: ResponseHandler) -> None:
+        """Subscribe to the local ``topic``; what arrives there goes to ``handler`` with its
+        correlation data instead of to the bus."""
+        validate_topic(add_mountpoint(self._mountpoint, topic))
+        self._responders[topic] = handler
+        self.subscribe(topic, qos=0)
+
+    def set_status(self, payload: bytes) -> None:
+        """The retained status published on every connect; sent now when connected (QoS 0:
+        should this copy be lost with the connection, the next connect publishes it again)."""
+        self._online = payload
+        if self._session is not None:
+            self._send(self._session, _Outgoing(self.status_topic, payload, 0, True, None))
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         self._stopped = False
@@ -487,7 +527,8 @@ class GmqttLink:
     # ------------------------------------------------------------------------- data path
     def _send(self, session: _Session, message: _Outgoing) -> None:
         mid = session.publish(
-            message.topic, message.payload, message.qos, message.retain, message.properties
+            message.topic, message.payload, message.qos, message.retain, message.properties,
+            reply=message.reply,
         )
         self._counters["published"] += 1
         if message.qos:
@@ -556,7 +597,9 @@ class GmqttLink:
         asyncio.get_running_loop().call_soon(self._pump)
 
     def _on_inbound(
-        self, session: _Session, topic: Any, payload: bytes, qos: int, retain: bool
+        self, session: _Session, topic: Any, payload: bytes, qos: int, retain: bool,
+        *,
+        correlation: bytes | None = None,
     ) -> None:
         if session is not self._session:
             return
@@ -569,6 +612,15 @@ class GmqttLink:
         local = strip_mountpoint(self._mountpoint, topic)
         if local is None:
             self._counters["inbound_outside_mountpoint"] += 1
+            return
+        responder = self._responders.get(local)
+        if responder is not None:
+            self._counters["responses"] += 1
+            try:
+                responder(correlation or b"", payload)
+            except Exception:
+                self._counters["handler_errors"] += 1
+                log.exception("bridge_responder_failed", topic=local)
             return
         self._counters["inbound"] += 1
         try:

@@ -32,6 +32,9 @@ COUNTER_NAMES = (
     "inbound_echo_dropped",
     "inbound_outside_mountpoint",
     "handler_errors",
+    "requests",
+    "requests_unsent",
+    "responses",
 )
 
 
@@ -47,6 +50,9 @@ class InboundMessage:
 
 InboundHandler = Callable[[InboundMessage], None]
 """Called on the event loop thread; must not block."""
+
+ResponseHandler = Callable[[bytes, bytes], None]
+"""(MQTT v5 correlation data, payload) of a message on a response topic; event loop thread."""
 
 
 class BrokerLink(Protocol):

@@ -199,6 +199,7 @@ class GeneralPath:
         self._mman = None
 
     def send(self, data: bytes, addr: Address) -> None:
+        self._counters["general_sent"] += 1
         self._send(data, addr)
 
     def receive(self, data: bytes, addr: Address) -> None:

@@ -18,10 +18,12 @@ same token, shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -63,6 +65,13 @@ def _response(outcome: Outcome) -> Any:
     if outcome.size1 is not None:
         message.opt.size1 = outcome.size1
     return message
+
+
+def _count_response(counters: Counter[str], event: Any) -> bool:
+    """Pipe listener: count the first response to a request by its code (not notifications)."""
+    if event.message is not None:
+        counters[f"general_response_{int(event.message.code)}"] += 1
+    return False
 
 
 def _error(code: Code, diagnostic: str = "") -> Any:
@@ -118,10 +127,16 @@ class SiteState:
             if len(seen) > SEEN_ACTUATORS:
                 del seen[next(iter(seen))]
 
+    def answer(self, outcome: Outcome) -> Any:
+        """The response to a DeviceIngest outcome on this path, counted by code: the metrics
+        endpoint tells these apart from the fast path's (DeviceIngest counts both)."""
+        self.counters[f"general_ingest_{outcome.code}"] += 1
+        return _response(outcome)
+
     async def publish(self, topic: str, payload: bytes) -> Any:
         """POST to a bus topic: 2.04 once the broker has it (at once without a broker)."""
         if len(payload) > self.config.max_payload:
-            return _response(self.ingest.too_large(len(payload)))
+            return self.answer(self.ingest.too_large(len(payload)))
         try:
             validate_topic(topic)
             future = self.bus.publish(topic, payload, qos=1)
@@ -241,7 +256,7 @@ class _Devices(Resource, PathCapable):  # type: ignore[misc]
                 # RFC 7959 §2.9.3 / §4: refuse the whole transfer, Size1 tells the limit.
                 self._state.counters["block1_too_large"] += 1
                 pipe.add_response(
-                    _response(self._state.ingest.too_large(max(declared, received))),
+                    self._state.answer(self._state.ingest.too_large(max(declared, received))),
                     is_last=True,
                 )
                 return
@@ -262,7 +277,7 @@ class _Devices(Resource, PathCapable):  # type: ignore[misc]
         )
         # A later answer: aiocoap sends the empty ACK and then a separate response itself.
         outcome = answer if isinstance(answer, Outcome) else await answer.outcome
-        response = _response(outcome)
+        response = self._state.answer(outcome)
         if accept is not None and int(accept) == CF_JSON and outcome.content_format == CF_CBOR:
             # RFC 7252 §5.10.4: the summary in the representation the client asked for.
             response.payload = json.dumps(cbor2.loads(outcome.payload)).encode()
@@ -434,6 +449,8 @@ class CoapSite(Site):  # type: ignore[misc]
         tasks = self._state.tasks
         if task is not None:
             tasks.add(task)
+        with contextlib.suppress(AttributeError):  # aiocoap: the pipe has already ended
+            pipe.on_event(partial(_count_response, self._state.counters), is_interest=False)
         try:
             await super().render_to_pipe(pipe)
         finally:

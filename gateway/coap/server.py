@@ -249,6 +249,7 @@ class CoapServer(asyncio.DatagramProtocol):
             counters["drop_reserved_code"] += 1
             if mtype == CON:
                 self._sendto(reset_for(message.mid), addr)
+                counters["rst_reserved_code"] += 1
             return
         elif mtype < ACK and not self._bucket.take(self._loop.time()):  # CON/NON response
             counters["drop_general_shed"] += 1

@@ -74,6 +74,11 @@ class SpoolingLink:
     def counters(self) -> Mapping[str, int]:
         return {**self._link.counters, **{f"spool_{k}": v for k, v in self.spool_counters.items()}}
 
+    @property
+    def spool(self) -> Spool:
+        """The store (read-only use: statistics for the metrics endpoint)."""
+        return self._spool
+
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         self._link.subscribe(topic_filter, qos)
 

@@ -17,6 +17,7 @@ import structlog
 from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable, Overloaded
 from gateway.pipeline.decide import Decider
+from gateway.recognizer.policy import EdgeFirstPolicy, Recognition
 from gateway.rules.engine import reading_key
 from schemas import CoapSummary, Intent, TelemetryBatch, TextCommand
 
@@ -61,12 +62,19 @@ class Pipeline:
         decider: Decider,
         recognizer: Recognizer | None = None,
         occupancy: OccupancyRecognizer | None = None,
+        policy: EdgeFirstPolicy | None = None,
     ) -> None:
+        """Text commands go through ``policy`` (edge-first cloud escalation) when given, else
+        through ``recognizer`` alone."""
         self._bus = bus
         self.decider = decider
         self.recognizer = recognizer
+        if policy is None and recognizer is not None:
+            policy = EdgeFirstPolicy(recognizer)
+        self.policy = policy
         self.occupancy = occupancy
         self._occupied: dict[str, bool] = {}
+        self._plain_summaries: dict[int, CoapSummary] = {}
         self.counters: Counter[str] = Counter()
 
     def ingest(self, item: Item) -> Result:
@@ -80,28 +88,42 @@ class Pipeline:
         Raises Overloaded when the uplink's bounded queue or the recogniser is full.
         """
         if isinstance(item, TelemetryBatch):
-            topic = f"devices/{item.device_id}/telemetry"
-        else:
-            topic = f"devices/{item.device_id}/command"
+            done = self._republish(item)
+            return self._telemetry(item), done
+        # A command goes to the recogniser first: when it is full, nothing has been published
+        # yet, so the sender's retry does not republish it. (The other way round, a retry after
+        # a full uplink may decide twice; the rules' per-actuator de-duplication absorbs that.)
+        summary = self._command(item)
+        return summary, self._republish(item)
+
+    def _republish(self, item: Item) -> asyncio.Future[None] | None:
+        """The normalised item on its own topic, for the broker and local subscribers."""
+        kind = "telemetry" if isinstance(item, TelemetryBatch) else "command"
         try:
-            done = self._bus.publish(topic, item.model_dump_json().encode(), qos=1)
+            return self._bus.publish(
+                f"devices/{item.device_id}/{kind}", item.model_dump_json().encode(), qos=1
+            )
         except BrokerUnavailable as exc:
             raise Overloaded(str(exc), OVERLOAD_RETRY_AFTER) from exc
-        if isinstance(item, TelemetryBatch):
-            return self._telemetry(item), done
-        return self._command(item), done
 
     def _telemetry(self, batch: TelemetryBatch) -> CoapSummary:
         if self.occupancy is not None:
             self._submit_occupancy(self.occupancy, batch)
         decisions = self.decider.decide_readings(batch, time.time())
         if not decisions:
-            return CoapSummary(accepted=len(batch.readings))
+            return self._plain_summary(len(batch.readings))
         return CoapSummary(
             accepted=len(batch.readings),
             intent=decisions[0].intent.name,
             actions=[action for decision in decisions for action in decision.actions],
         )
+
+    def _plain_summary(self, accepted: int) -> CoapSummary:
+        """The summary of a payload that decided nothing (frozen, so shared per count)."""
+        summary = self._plain_summaries.get(accepted)
+        if summary is None:
+            summary = self._plain_summaries[accepted] = CoapSummary(accepted=accepted)
+        return summary
 
     def _submit_occupancy(self, occupancy: OccupancyRecognizer, batch: TelemetryBatch) -> None:
         """Room state comes back later; a change of state becomes a decision (not the answer)."""
@@ -139,10 +161,10 @@ class Pipeline:
         )
 
     def _command(self, command: TextCommand) -> Result:
-        recognizer = self.recognizer
-        if recognizer is None:
+        policy = self.policy
+        if policy is None:
             return CoapSummary(accepted=1)
-        recognised = recognizer.submit(command.text)
+        recognised = policy.submit(command.text)
         summary: asyncio.Future[CoapSummary] = asyncio.get_running_loop().create_future()
         recognised.add_done_callback(lambda done: self._decide(command, done, summary))
         return summary
@@ -150,7 +172,7 @@ class Pipeline:
     def _decide(
         self,
         command: TextCommand,
-        recognised: asyncio.Future[Intent],
+        recognised: asyncio.Future[Recognition],
         summary: asyncio.Future[CoapSummary],
     ) -> None:
         if summary.done():
@@ -160,10 +182,11 @@ class Pipeline:
                         error=None if recognised.cancelled() else repr(recognised.exception()))
             summary.set_result(CoapSummary(accepted=1))
             return
-        assert self.recognizer is not None
-        intent = recognised.result()
+        recognition = recognised.result()
+        intent = recognition.intent
         decision = self.decider.decide(
-            command.device_id, intent, self.recognizer.name, self.recognizer.version, time.time()
+            command.device_id, intent, recognition.recognizer, recognition.model_version,
+            time.time(),
         )
         summary.set_result(
             CoapSummary(accepted=1, intent=intent.name, actions=list(decision.actions))

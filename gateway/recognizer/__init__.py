@@ -2,7 +2,9 @@
 
 `LocalRecognizer` (service.py) is what the pipeline uses: ``submit(text)`` returns a future
 `Intent`, the model runs in a worker thread on micro-batches, and ``run()`` is the service loop
-that the application's TaskGroup owns.
+that the application's TaskGroup owns. With a cloud recogniser (docs/cloud.md) the pipeline
+asks `policy.EdgeFirstPolicy` instead, which escalates unsure answers through `cloud.CloudClient`
+while `failover.Failover` (driven by `heartbeat.CloudSupervisor`) says the cloud is ONLINE.
 """
 
 from __future__ import annotations

@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from gateway.errors import Overloaded
 
-__all__ = ["BatcherStats", "MicroBatcher", "RecognizerOverloaded"]
+__all__ = ["BatcherStats", "Histogram", "MicroBatcher", "RecognizerOverloaded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 OVERLOAD_RETRY_AFTER = 1
+BATCH_SECONDS_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+BATCH_SIZE_BOUNDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 
 
 class RecognizerOverloaded(Overloaded):
@@ -37,14 +41,34 @@ class RecognizerOverloaded(Overloaded):
 
 
 @dataclass
+class Histogram:
+    """Observations per bucket (``counts[i]``: at most ``bounds[i]``; the last: above all) and
+    their sum; read by the metrics endpoint."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(init=False)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+@dataclass
 class BatcherStats:
-    """Counters of a `MicroBatcher` (monotonic)."""
+    """Counters of a `MicroBatcher` (monotonic); the histograms get one observation per batch:
+    its size and the seconds its predict call took (thread hand-off included)."""
 
     submitted: int = 0
     overflows: int = 0
     batches: int = 0
     items: int = 0
     failures: int = 0
+    batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_SECONDS_BOUNDS))
+    batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BOUNDS))
 
 
 class MicroBatcher(Generic[T, R]):
@@ -122,6 +146,7 @@ class MicroBatcher(Generic[T, R]):
     ) -> None:
         try:
             items = [item for item, _ in batch]
+            started = time.perf_counter()
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
                     executor, self._predict, items
@@ -138,8 +163,11 @@ class MicroBatcher(Generic[T, R]):
                     if not future.done():
                         future.set_exception(exc)
                 return
-            self.stats.batches += 1
-            self.stats.items += len(items)
+            stats = self.stats
+            stats.batches += 1
+            stats.items += len(items)
+            stats.batch_seconds.observe(time.perf_counter() - started)
+            stats.batch_sizes.observe(len(items))
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

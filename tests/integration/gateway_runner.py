@@ -23,6 +23,7 @@ def gateway_settings(
         data_dir=data_dir,
         mqttsn=mqttsn,
         coap={"host": "127.0.0.1", "port": 0},
+        http={"host": "127.0.0.1", "port": 0},
         spool=spool or {},
         broker={"url": broker_url, "reconnect_min": 0.1, "reconnect_max": 0.5},
     )

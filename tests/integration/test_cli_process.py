@@ -47,6 +47,8 @@ def test_run_serves_and_stops_cleanly_on_signal(tmp_path: Path, signum: int) -> 
         "EGW_MQTTSN__GATEWAY_ID": "9",
         "EGW_COAP__HOST": "127.0.0.1",
         "EGW_COAP__PORT": str(free_udp_port()),
+        "EGW_HTTP__HOST": "127.0.0.1",
+        "EGW_HTTP__PORT": "0",
         "EGW_DATA_DIR": str(tmp_path / "data"),
         "EGW_LOG__FORMAT": "json",
     }
@@ -89,6 +91,8 @@ def test_busy_coap_port_fails_loudly(tmp_path: Path) -> None:
             "EGW_MQTTSN__PORT": str(free_udp_port()),
             "EGW_COAP__HOST": "127.0.0.1",
             "EGW_COAP__PORT": str(squatter.getsockname()[1]),
+            "EGW_HTTP__HOST": "127.0.0.1",
+            "EGW_HTTP__PORT": "0",
             "EGW_DATA_DIR": str(tmp_path),
         }
         proc = subprocess.run(

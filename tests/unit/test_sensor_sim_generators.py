@@ -50,3 +50,10 @@ def test_payload_formats() -> None:
     assert cbor2.loads(encode_telemetry("senml-cbor", "d1", values, 1.0e9))[0][-2] == "d1:"
     assert cbor2.loads(encode_telemetry("cbor", "d1", values, 0)) == values
     assert json.loads(encode_telemetry("json", "d1", values, 0)) == values
+
+
+def test_only_the_asked_quantities() -> None:
+    """A sensor measuring a few quantities gets just those, still within their ranges."""
+    values = RoomModel(3, "meeting").sample(10 * 3600.0, ["co2", "temp"])
+    assert list(values) == ["co2", "temp"]
+    assert 350 <= values["co2"] <= 2000 and 16 <= values["temp"] <= 27
