@@ -420,9 +420,14 @@ def _unknown_egw_names(text: str, known: set[str], sections: set[str]) -> list[s
 
 
 def test_every_egw_variable_in_the_docs_exists() -> None:
-    """Each EGW_ name in README/docs is a setting, a CLI option's variable or a smoke-test one."""
+    """Each EGW_ name in README/docs is a setting, a CLI option's variable or one that
+    docker/smoke-test.sh or .ci/run reads."""
     leaves, sections = _setting_names()
-    smoke = SMOKE_VARIABLE.findall((ROOT / "docker" / "smoke-test.sh").read_text("utf-8"))
+    smoke = {
+        name
+        for script in ("docker/smoke-test.sh", ".ci/run")
+        for name in SMOKE_VARIABLE.findall((ROOT / script).read_text("utf-8"))
+    }
     known = leaves | _cli_envvars() | set(smoke)
     assert {"EGW_BROKER__URL", "EGW_HTTP__HOST", "EGW_DATA_DIR", "EGW_CONFIG"} <= known
     problems = [
