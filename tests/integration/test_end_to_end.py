@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiocoap
 import cbor2
@@ -72,6 +73,20 @@ async def test_mqttsn_panel_command_reaches_mqttsn_actuator(
             await asyncio.gather(panel, return_exceptions=True)
 
 
+async def observe(client: Any, uri: str) -> tuple[Any, asyncio.Future[bytes]]:
+    """Register a CoAP observation of `uri`: the request and a future of its first
+    notification's payload."""
+    observation = client.request(aiocoap.Message(code=aiocoap.GET, uri=uri, observe=0))
+    assert (await asyncio.wait_for(observation.response, 5)).code.is_successful()
+
+    async def first_notification() -> bytes:
+        async for notification in observation.observation:
+            return bytes(notification.payload)
+        raise AssertionError("the observation ended without a notification")
+
+    return observation, asyncio.ensure_future(first_notification())
+
+
 async def test_coap_command_answer_carries_the_decision(tmp_path: Path) -> None:
     """A CoAP text command gets 2.04 with the intent and actions; a CoAP observer of the
     actuator sees the command pushed."""
@@ -81,18 +96,7 @@ async def test_coap_command_answer_carries_the_decision(tmp_path: Path) -> None:
     ):
         assert gateway.coap is not None
         base = f"coap://127.0.0.1:{gateway.coap.address[1]}"
-        observation = client.request(
-            aiocoap.Message(code=aiocoap.GET, uri=base + "/actuators/light.bedroom/set", observe=0)
-        )
-        first = await asyncio.wait_for(observation.response, 5)
-        assert first.code.is_successful()
-
-        async def first_notification() -> bytes:
-            async for notification in observation.observation:
-                return bytes(notification.payload)
-            raise AssertionError("the observation ended without a notification")
-
-        pushed = asyncio.ensure_future(first_notification())
+        observation, pushed = await observe(client, base + "/actuators/light.bedroom/set")
         await until(lambda: gateway.coap is not None and gateway.coap.observers == 1)
         response = await request(
             client, code=aiocoap.POST, uri=base + "/devices/panel3/command",
@@ -184,17 +188,7 @@ async def test_coap_observer_of_ps_decision_gets_the_summary(tmp_path: Path) -> 
     ):
         assert gateway.coap is not None
         base = f"coap://127.0.0.1:{gateway.coap.address[1]}"
-        observation = client.request(
-            aiocoap.Message(code=aiocoap.GET, uri=base + "/ps/devices/panel8/decision", observe=0)
-        )
-        assert (await asyncio.wait_for(observation.response, 5)).code.is_successful()
-
-        async def first_notification() -> bytes:
-            async for notification in observation.observation:
-                return bytes(notification.payload)
-            raise AssertionError("the observation ended without a notification")
-
-        pushed = asyncio.ensure_future(first_notification())
+        observation, pushed = await observe(client, base + "/ps/devices/panel8/decision")
         await until(lambda: gateway.coap is not None and gateway.coap.observers == 1)
         await request(
             client, code=aiocoap.POST, uri=base + "/devices/panel8/command",
