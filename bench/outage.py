@@ -16,13 +16,16 @@ topics ``bench/c<i>``):
   gateway spools every broker-bound message and PUBACKs a QoS 1 one after the commit;
 * recovery: the proxy listens again; the load stays on until every message acknowledged up to
   the restore has reached the subscriber (or a cap), then the load stops and the remaining
-  acknowledged messages are awaited.
+  acknowledged messages are awaited for as long as the subscriber keeps receiving (it is the
+  slowest process and may lag behind the broker by tens of thousands of messages).
 
 The subscriber records, per message, the MQTT v5 user properties ``egw-gateway`` / ``egw-seq`` /
 ``egw-replay`` and the generator's own sequence number (payload), so it can count unique
 deliveries, duplicates and exactly which acknowledged messages are missing.
 
-The whole run is bounded by ``--outage`` + 90 s (SIGALRM); every process is stopped by its pid.
+The whole run is bounded by 2 x ``--outage`` + 90 s (SIGALRM), room for a reconnect backoff
+of up to 30 s and a replay slower than the outage; every process is stopped by its pid.
+Acknowledged messages still in the spool when time is up are reported as such, not as loss.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import math
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import sys
 import threading
@@ -65,7 +69,7 @@ STAMP = struct.Struct("!dI")  # send time (time.time()), generator sequence numb
 SEQ_MASK = (1 << 31) - 1  # load seqs; the ingest probe's seqs have the top bit set
 PROBE_MIN = 1 << 31
 EXTRA_BUDGET = 90.0
-DRAIN_CAP = 10.0
+DRAIN_STALL = 5.0  # the final drain ends when the subscriber got nothing new for this long
 ACK_WAIT = 5.0
 SPOOL_FILE = "spool.sqlite3"
 
@@ -393,6 +397,12 @@ def subscriber_main(conn: Any, port: int) -> None:
     )
     client.on_message = on_message
     client.on_subscribe = lambda *_args: subscribed.set()
+
+    def on_disconnect(*_args: Any) -> None:
+        with lock:
+            stats["subscriber_disconnects"] += 1
+
+    client.on_disconnect = on_disconnect
     try:
         client.connect(HOST, port, keepalive=60, clean_start=True)
         sock = client.socket()
@@ -416,6 +426,7 @@ def subscriber_main(conn: Any, port: int) -> None:
                     missing = [s for s in wanted if s not in first_rx]
                     arrived = [first_rx[s] for s in wanted if s in first_rx]
                 conn.send(("ok", {"missing": len(missing), "sample": missing[:10],
+                                  "seqs": array.array("I", missing).tobytes(),
                                   "last_rx": max(arrived, default=None)}))
             elif cmd == "report":
                 with lock:
@@ -451,6 +462,40 @@ def spool_bytes(data_dir: Path) -> dict[str, int]:
     return out
 
 
+def spool_rows(data_dir: Path) -> dict[str, int] | None:
+    """Rows and accounted bytes per class, read through a second (read-only) connection.
+
+    WAL lets this reader run beside the gateway's writer; None if the file cannot be read.
+    """
+    uri = f"file:{data_dir / SPOOL_FILE}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            rows = db.execute("SELECT cls, COUNT(*), SUM(bytes) FROM spool GROUP BY cls").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    out = {"rows": sum(int(n) for _, n, _ in rows),
+           "accounted_bytes": sum(int(b or 0) for _, _, b in rows)}
+    out.update({f"rows_{cls}": int(n) for cls, n, _ in rows})
+    return out
+
+
+def spooled_seqs(data_dir: Path) -> set[int] | None:
+    """The generator seqs of the messages still in the spool (read-only connection)."""
+    uri = f"file:{data_dir / SPOOL_FILE}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            payloads = [bytes(p) for (p,) in db.execute("SELECT payload FROM spool")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return {STAMP.unpack_from(p)[1] for p in payloads if len(p) >= STAMP.size}
+
+
 def _latency(values: list[float]) -> dict[str, Any]:
     values.sort()
 
@@ -483,7 +528,7 @@ class RssSampler(threading.Thread):
 
 
 def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    budget = args.outage + EXTRA_BUDGET
+    budget = 2 * args.outage + EXTRA_BUDGET
     signal.signal(signal.SIGALRM, _raise_hard_cap)
     signal.signal(signal.SIGTERM, _raise_hard_cap)
     signal.alarm(math.ceil(budget))
@@ -568,6 +613,7 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             if spool_mid is None and time.monotonic() >= t_cut + args.outage / 2:
                 spool_mid = spool_bytes(data_dir)
         spool_end = spool_bytes(data_dir)
+        spool_end_rows = spool_rows(data_dir)
         rss_outage_end = common.rss_kb(gateway.pid)
         status_end_outage = generator.call("status", 10.0)
 
@@ -579,12 +625,19 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         recovery_cap = hard_deadline - 25.0  # leave room for stopping and the final drain
         replay_done_at = None
         missing_now = None
+        spool_samples: list[tuple[float, int]] = []  # (time.monotonic(), rows) while recovering
         while time.monotonic() < recovery_cap:
             time.sleep(0.5)
-            check = subscriber.call(("missing", backlog_seqs), 20.0)
-            missing_now = check["missing"]
-            if missing_now == 0:
-                replay_done_at = check["last_rx"]
+            rows_now = spool_rows(data_dir)
+            if rows_now is not None:
+                spool_samples.append((time.monotonic(), rows_now["rows"]))
+            if replay_done_at is None:
+                check = subscriber.call(("missing", backlog_seqs), 20.0)
+                missing_now = check["missing"]
+                if missing_now == 0:
+                    replay_done_at = check["last_rx"]
+            # Rows are deleted a batch after their PUBACK: wait for the empty spool as well.
+            if replay_done_at is not None and spool_samples and spool_samples[-1][1] == 0:
                 break
         if replay_done_at is None:
             warnings.append(f"recovery cap: {missing_now} messages acked before the restore"
@@ -592,9 +645,14 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         t_recovered = time.monotonic()
         accepts = [t for t in proxy.call("status", 10.0)["accepts"] if t >= t_restore]
         t_reconnect = accepts[0] if accepts else None
+        # The gateway's own replay: from the reconnect until its spool was empty (every row
+        # acknowledged by the broker), whatever the subscriber's pace.
+        t_spool_empty = next((t for t, n in spool_samples
+                              if t_reconnect is not None and t > t_reconnect and n == 0), None)
         time.sleep(1.0)  # a little steady state after the replay
         rss_after = common.rss_kb(gateway.pid)
         spool_after = spool_bytes(data_dir)
+        spool_after_rows = spool_rows(data_dir)
 
         # -- stop the load, collect the PUBACKs still due, then drain --------------------
         generator.send("stop")  # read by the load loop's command check
@@ -604,13 +662,28 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
         sampler.phase = "drain"
         acked_all = load["acked_seqs"]
         final_missing = None
-        drain_until = min(time.monotonic() + DRAIN_CAP, hard_deadline - 5.0)
+        drain_cap = hard_deadline - 5.0
+        received_at_drain = received = subscriber.call(("status", None), 20.0).get("received", 0)
+        progress_at = time.monotonic()
+        # The subscriber (one Python process, QoS 1) is the slowest part: it may still be
+        # working through what the broker queued for it. Wait while it makes progress.
         while True:
             final_missing = subscriber.call(("missing", acked_all), 20.0)
-            if final_missing["missing"] == 0 or time.monotonic() >= drain_until:
+            now = time.monotonic()
+            if final_missing["missing"] == 0 or now >= drain_cap or now - progress_at > DRAIN_STALL:
                 break
             time.sleep(0.5)
+            received_now = subscriber.call(("status", None), 20.0).get("received", 0)
+            if received_now > received:
+                received, progress_at = received_now, time.monotonic()
         sub = subscriber.call(("report", None), 20.0)
+        result["spool_rows_after_drain"] = spool_rows(data_dir)
+        result["received_during_drain"] = sub.get("received", 0) - received_at_drain
+        missing_seqs = array.array("I")
+        missing_seqs.frombytes(final_missing["seqs"])
+        spooled = spooled_seqs(data_dir)
+        still_spooled = (len(set(missing_seqs) & spooled) if spooled is not None
+                         else None)
 
         # -- figures ---------------------------------------------------------------------
         ack_tx = array.array("d")
@@ -636,19 +709,26 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             "payload_duplicates": sub.get("payload_duplicates", 0),
             "replayed_received": sub.get("replayed", 0),
             "no_egw_seq": sub.get("no_egw_seq", 0),
+            "subscriber_disconnects": sub.get("subscriber_disconnects", 0),
             "loss": acked - delivered,
             "acked_not_delivered": final_missing["missing"],
+            "acked_still_spooled": still_spooled,
+            "acked_lost": final_missing["missing"] - (still_spooled or 0),
             "acked_not_delivered_sample": final_missing["sample"],
             "acked_before_restore": backlog_n,
             "acked_during_outage": len(by_phase["outage"]),
             "sent_at_outage_end": status_end_outage["sent"],
             "spool_mid_outage": spool_mid,
             "spool_end_of_outage": spool_end,
+            "spool_rows_end_of_outage": spool_end_rows,
             "spool_after_replay": spool_after,
+            "spool_rows_after_replay": spool_after_rows,
             "reconnect_after_restore_s": (round(t_reconnect - t_restore, 3)
                                           if t_reconnect else None),
             "replay_duration_s": (round(replay_done_at - t_reconnect, 3)
                                   if replay_done_at and t_reconnect else None),
+            "spool_drained_after_reconnect_s": (round(t_spool_empty - t_reconnect, 1)
+                                                if t_spool_empty and t_reconnect else None),
             "replay_span_at_subscriber_s": (
                 round(sub["last_replay_rx"] - sub["first_replay_rx"], 3)
                 if sub.get("last_replay_rx") and sub.get("first_replay_rx") else None),
@@ -666,9 +746,13 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             result["reconnect_to_last_replayed_s"] = round(span, 3)
             if span > 0:
                 result["replay_rate_achieved"] = round(result["replayed_received"] / span, 1)
-        if result["loss"] != 0 or final_missing["missing"] != 0:
+        if result["acked_lost"] != 0:
             warnings.append(f"LOSS: acked {acked}, delivered unique {delivered},"
-                            f" acked payloads not delivered {final_missing['missing']}")
+                            f" acked payloads neither delivered nor spooled"
+                            f" {result['acked_lost']}")
+        elif final_missing["missing"] != 0:
+            warnings.append(f"replay unfinished: {still_spooled} acknowledged messages still in"
+                            " the spool when time was up (not lost)")
         result["gateway_alive_at_end"] = gateway.proc is not None and gateway.proc.poll() is None
     finally:
         signal.alarm(0)
@@ -683,6 +767,12 @@ def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
             subscriber.stop(("stop", None))
         if gateway is not None:
             result["gateway_cpu_s"] = common.cpu_seconds(gateway.pid)
+            if result.get("warnings"):  # the gateway's own warnings say what happened
+                result["gateway_log_tail"] = gateway.log_tail(40)
+                if mosquitto is not None:
+                    log_path = mosquitto.tmp / "mosquitto.log"
+                    with contextlib.suppress(OSError):
+                        result["mosquitto_log_tail"] = log_path.read_text().splitlines()[-20:]
             gateway.shutdown(result)
         if proxy is not None:
             proxy.stop("stop")
@@ -704,6 +794,12 @@ def print_report(r: dict[str, Any]) -> None:
     lat = r.get("puback_latency_ms", {})
     rss = r.get("rss_kb", {})
     spool = r.get("spool_end_of_outage") or {}
+    spool_rows_end = r.get("spool_rows_end_of_outage") or {}
+    spool_rows_after = r.get("spool_rows_after_replay") or {}
+    n_rows = spool_rows_end.get("rows")
+    per_row = (f"{spool.get(SPOOL_FILE, 0) / n_rows:.0f} B of database file,"
+               f" {spool_rows_end.get('accounted_bytes', 0) / n_rows:.0f} B accounted"
+               if n_rows else "-")
 
     def latrow(name: str) -> str:
         x = lat.get(name, {})
@@ -718,14 +814,21 @@ def print_report(r: dict[str, Any]) -> None:
         ("duplicates (same seq again)", _fmt(r.get("duplicates"))),
         ("payload duplicates", _fmt(r.get("payload_duplicates"))),
         ("loss = acked - delivered", _fmt(r.get("loss"))),
-        ("acked payloads not delivered", _fmt(r.get("acked_not_delivered"))),
+        ("acked payloads not delivered", _fmt(r.get("acked_not_delivered"))
+         + f"  (still spooled {_fmt(r.get('acked_still_spooled'))},"
+           f" lost {_fmt(r.get('acked_lost'))})"),
         ("acked during outage", _fmt(r.get("acked_during_outage"))),
         ("replayed (egw-replay=1) rx", _fmt(r.get("replayed_received"))),
         ("spool at end of outage", f"{_fmt(spool.get('total_db_wal'))} B (db"
                                    f" {_fmt(spool.get(SPOOL_FILE))} + wal"
                                    f" {_fmt(spool.get(SPOOL_FILE + '-wal'))})"),
+        ("spool rows at end of outage", f"{_fmt(n_rows)}  ({per_row} per row)"),
+        ("spool rows after replay", _fmt(spool_rows_after.get("rows"))),
         ("reconnect after restore", _fmt(r.get("reconnect_after_restore_s"), "s")),
-        ("replay duration (backlog)", _fmt(r.get("replay_duration_s"), "s")),
+        ("spool empty after reconnect", _fmt(r.get("spool_drained_after_reconnect_s"), "s")
+         + "  (the gateway's replay, 0.5 s resolution)"),
+        ("replay duration (backlog)", _fmt(r.get("replay_duration_s"), "s")
+         + "  (until the subscriber had it all)"),
         ("reconnect -> last replayed", _fmt(r.get("reconnect_to_last_replayed_s"), "s")
          + f"  (~{_fmt(r.get('replay_rate_achieved'), 'msg/s')} replayed)"),
         ("gateway RSS before/normal", f"{_fmt(rss.get('before'))} / {_fmt(rss.get('normal'))}"
@@ -744,6 +847,14 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  {label:<{width}}  {value}")
     for warning in r.get("warnings", []):
         print(f"\nWARNING: {warning}")
+    if r.get("warnings"):
+        print(f"spool rows after the drain: {r.get('spool_rows_after_drain')}; subscriber"
+              f" disconnects: {r.get('subscriber_disconnects', 0)}; messages received during"
+              f" the final drain: {r.get('received_during_drain')}")
+        if r.get("mosquitto_log_tail"):
+            print("mosquitto log tail:\n" + "\n".join(r["mosquitto_log_tail"]))
+        if r.get("gateway_log_tail"):
+            print(f"gateway log tail:\n{r['gateway_log_tail']}")
     print(f"\nrun took {r.get('run_s')} s")
 
 
@@ -784,7 +895,7 @@ def main(argv: list[str] | None = None) -> int:
             result["error"] = error
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
-    return 1 if error or result.get("loss") or result.get("acked_not_delivered") else 0
+    return 1 if error or result.get("acked_lost") or result.get("acked_not_delivered") else 0
 
 
 if __name__ == "__main__":

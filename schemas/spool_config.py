@@ -25,8 +25,9 @@ class SpoolConfig(_Section):
         512 * 1024 * 1024,
         ge=64 * 1024,
         description="Accounted bytes the spool holds at most (payload + topic + 64 per row); "
-        "512 MiB is about 4 days of 50 sensors sending 300 bytes every 10 s. The file on "
-        "disk is somewhat larger (indexes, WAL up to 64 MiB).",
+        "512 MiB is about 3.4 days of 50 sensors sending a one-reading telemetry message "
+        "(370 accounted bytes) every 10 s (docs/operations.md). The file on disk is somewhat "
+        "larger (indexes, WAL up to 64 MiB).",
     )
     max_age_s: float = Field(
         7 * 24 * 3600.0, gt=0, description="Seconds a spooled message is kept before it expires."

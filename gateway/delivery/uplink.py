@@ -2,10 +2,17 @@
 
 `SpoolingLink` has the `BrokerLink` interface, so the bus does not change. While the link is
 connected, publishes go straight to it (the future resolves on the broker's PUBACK). While it is
-not, every broker-bound message is appended to the spool instead; the future resolves once the
-append has committed, so a QoS 1/2 sensor message is acknowledged only when it is safe. When the
-link is back, a replay loop drains the spool in priority and FIFO order at a paced rate,
-interleaved with live traffic, and deletes a row only after the broker's PUBACK.
+not, or while its bounded queue is full (the broker is slower than ingest), every broker-bound
+message is appended to the spool instead; the future resolves once the append has committed, so
+a QoS 1/2 sensor message is acknowledged only when it is safe. When the link is back, a replay
+loop drains the spool in priority and FIFO order at a paced rate, interleaved with live traffic,
+and deletes a row only after the broker's PUBACK.
+
+Live publishes that the link still holds when the connection drops (in flight or queued) are
+spooled too, and their futures resolve on that commit: their senders are acknowledged within a
+commit instead of after the outage (long enough for MQTT-SN and CoAP clients to give up and
+resend). The link also re-sends its own copy after the reconnect; both carry the same
+(gateway, seq) key, so the back office drops the second one like any at-least-once duplicate.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Mapping
+from functools import partial
 from itertools import count
 
 import structlog
@@ -30,6 +38,7 @@ _WRITE_BATCH = 256
 _MAX_WRITE_BACKLOG = 65536
 _REPLAY_BATCH = 64
 _IDLE_POLL = 0.2
+_LINK_WATCH = 0.05  # s between checks for a dropped connection with live publishes held
 _MIN_PACING_SLEEP = 0.001
 
 
@@ -64,6 +73,7 @@ class SpoolingLink:
         self._acked: list[int] = []
         self._seq = count(first_seq())
         self._settled = asyncio.Event()
+        self._live: dict[asyncio.Future[None], SpoolMessage] = {}  # held by the link, unsettled
         self.spool_counters: Counter[str] = Counter()
 
     @property
@@ -99,9 +109,21 @@ class SpoolingLink:
         drop the duplicates that at-least-once delivery allows."""
         seq = next(self._seq)
         if self._link.connected:
-            return self._link.publish(
-                topic, payload, qos, retain, properties=self._key(seq, replay=False)
-            )
+            try:
+                sent = self._link.publish(
+                    topic, payload, qos, retain, properties=self._key(seq, replay=False)
+                )
+            except BrokerUnavailable:
+                self.spool_counters["spooled_link_full"] += 1
+            else:
+                if sent is not None:
+                    self._live[sent] = SpoolMessage(
+                        spool_class(topic), topic, payload, qos, retain, self._gateway_id, seq
+                    )
+                    sent.add_done_callback(self._settle_live)
+                return sent
+        elif self._live:
+            self._rescue_live()
         if len(self._writes) >= _MAX_WRITE_BACKLOG:
             self.spool_counters["refused_write_backlog"] += 1
             raise BrokerUnavailable("spool write backlog full")
@@ -114,11 +136,44 @@ class SpoolingLink:
         # QoS 0 has no acknowledgement to wait for, but it is spooled all the same.
         return future if qos > 0 else None
 
+    def _settle_live(self, sent: asyncio.Future[None]) -> None:
+        self._live.pop(sent, None)
+
+    def _rescue_live(self) -> None:
+        """Spool the live publishes a dropped connection left with the link (see the module
+        docstring); each link future resolves once its copy is committed."""
+        loop = asyncio.get_running_loop()
+        for sent, message in list(self._live.items()):
+            if len(self._writes) >= _MAX_WRITE_BACKLOG:
+                return  # the link still holds them and delivers them after the reconnect
+            del self._live[sent]
+            if sent.done():
+                continue
+            committed: asyncio.Future[None] = loop.create_future()
+            committed.add_done_callback(partial(self._rescued, sent))
+            self._writes.append((message, committed))
+        self._write_wanted.set()
+
+    def _rescued(self, sent: asyncio.Future[None], committed: asyncio.Future[None]) -> None:
+        if committed.cancelled() or committed.exception() is not None:
+            return  # not spooled (full): the link's own copy is still on its way
+        self.spool_counters["rescued"] += 1
+        if not sent.done():
+            sent.set_result(None)
+
     async def run(self, ready: asyncio.Event | None = None) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._link.run(ready), name="broker-link")
             tg.create_task(self._write_loop(), name="spool-writer")
             tg.create_task(self._replay_loop(), name="spool-replay")
+            tg.create_task(self._watch_link(), name="spool-link-watch")
+
+    async def _watch_link(self) -> None:
+        """Notice a dropped connection even when no new publish comes to notice it."""
+        while True:
+            await asyncio.sleep(_LINK_WATCH)
+            if self._live and not self._link.connected:
+                self._rescue_live()
 
     async def _write_loop(self) -> None:
         """Group commit: every append waiting now goes into one transaction (one fsync)."""
@@ -166,8 +221,11 @@ class SpoolingLink:
             if self._in_flight:
                 self._settled.clear()
                 # A lost connection leaves futures pending until the link resends: poll too.
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives as the event is set, and the loop would outlive its TaskGroup.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._settled.wait(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self._settled.wait()
             acked, self._acked = self._acked, []
             if acked:
                 await asyncio.to_thread(self._delete, acked)

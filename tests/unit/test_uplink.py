@@ -10,6 +10,7 @@ import pytest
 import uvloop
 
 from gateway.delivery.uplink import SpoolingLink, spool_class
+from gateway.errors import BrokerUnavailable
 from gateway.spool import Spool
 
 
@@ -89,3 +90,69 @@ def test_spool_classes_follow_the_namespace() -> None:
     """Decisions outrank actuator commands, which outrank everything else."""
     assert [spool_class(t) for t in ("decisions/p1", "actuators/l1/set", "devices/d/telemetry")] \
         == ["decision", "command", "telemetry"]
+
+
+class HoldingLink(FlakyLink):
+    """Connected, but never acknowledges: what a broker that just died looks like at first.
+    ``refuse`` makes publish raise BrokerUnavailable (its bounded queue is full)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connected = True
+        self.refuse = False
+        self.held: list[asyncio.Future[None]] = []
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, *,
+        properties: Mapping[str, str] | None = None,
+    ) -> asyncio.Future[None]:
+        if self.refuse:
+            raise BrokerUnavailable("queue full")
+        self.sent.append((topic, payload, dict(properties or {})))
+        self.held.append(asyncio.get_running_loop().create_future())
+        return self.held[-1]
+
+
+async def test_live_publishes_held_by_a_dropped_link_are_spooled_and_resolved(
+    tmp_path: Path,
+) -> None:
+    """When the connection drops, publishes the link still holds are committed to the spool
+    and their futures resolve then, not after the outage; the copy keeps its (gateway, seq)."""
+    link = HoldingLink()
+    spool = Spool(tmp_path / "spool.sqlite3", synchronous="normal")
+    uplink = SpoolingLink(link, spool, gateway_id="g-1", replay_rate=1000, replay_burst=5)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            service = tg.create_task(uplink.run())
+            held = [uplink.publish("sensors/x", f"m{n}".encode(), qos=1) for n in range(3)]
+            await asyncio.sleep(0.1)
+            assert not any(f is not None and f.done() for f in held)  # connected: waiting
+            link.connected = False
+            await asyncio.wait_for(asyncio.gather(*[f for f in held if f is not None]), 2.0)
+            service.cancel()
+        rows = spool.peek(10)
+    finally:
+        spool.close()
+    assert [row.payload for row in rows] == [b"m0", b"m1", b"m2"]
+    assert [str(row.seq) for row in rows] == [props["egw-seq"] for _, _, props in link.sent]
+    assert uplink.spool_counters["rescued"] == 3
+
+
+async def test_a_full_link_queue_spools_instead_of_refusing(tmp_path: Path) -> None:
+    """A connected link whose queue is full (broker slower than ingest) does not refuse the
+    message: it is spooled and acknowledged on commit."""
+    link = HoldingLink()
+    link.refuse = True
+    spool = Spool(tmp_path / "spool.sqlite3", synchronous="normal")
+    uplink = SpoolingLink(link, spool, gateway_id="g-1", replay_rate=1000, replay_burst=5)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            service = tg.create_task(uplink.run())
+            done = uplink.publish("sensors/x", b"late", qos=1)
+            assert done is not None
+            await asyncio.wait_for(done, 2.0)
+            service.cancel()
+        assert [row.payload for row in spool.peek(10)] == [b"late"]
+    finally:
+        spool.close()
+    assert uplink.spool_counters["spooled_link_full"] == 1
