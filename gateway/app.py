@@ -163,8 +163,10 @@ class Gateway:
             occupancy = await OccupancyRecognizer.load(settings.recognizer)
             recognizers = [text, occupancy]
         self.recognizers = list(recognizers)
-        self.pipeline = Pipeline(bus, Decider(engine, bus, self.gateway_id), text, occupancy,
-                                 policy=self._cloud_policy(link, text))
+        policy = self._cloud_policy(link, text)
+        decider = Decider(engine, bus, self.gateway_id, shedding=self.cloud)
+        self.pipeline = Pipeline(bus, decider, text, occupancy, policy=policy,
+                                 shedding=self.cloud)
         return core, bus, self.pipeline, recognizers
 
     def _cloud_policy(

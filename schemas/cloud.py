@@ -21,6 +21,8 @@ from schemas.telemetry import MAX_COMMAND_TEXT
 
 __all__ = ["CloudConfig", "CloudRequest", "CloudResponse"]
 
+ShedWork = Literal["telemetry_uplink", "decision_summaries"]
+"""Work that EGW_CLOUD__SHED_WHEN_DEGRADED can stop while the cloud is unreachable."""
 RequestKind = Literal["recognize", "heartbeat"]
 
 
@@ -68,6 +70,13 @@ class CloudConfig(_Section):
     safe_intent: str = Field(
         "", description="Intent decided when an escalation fails (timeout, error); empty = the "
         "local answer. E.g. 'other' never actuates anything."
+    )
+    shed_when_degraded: list[ShedWork] = Field(
+        default_factory=list,
+        description="Non-core work to stop while DEGRADED (the link to the far side is in "
+        "trouble): 'telemetry_uplink' keeps normalised telemetry local (not sent to the broker "
+        "or spooled; counted), 'decision_summaries' stops the devices/{id}/decision pushes. "
+        "Default: nothing is shed. As JSON in the environment, e.g. '[\"telemetry_uplink\"]'.",
     )
     max_pending: int = Field(
         1000, ge=1, description="Requests waiting for the cloud at once; beyond it the local "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import count
+from typing import Protocol
 
 import cbor2
 import structlog
@@ -26,9 +27,19 @@ from schemas import ActuatorCommand, CoapSummary, Decision, Intent, TelemetryBat
 log = structlog.get_logger(__name__)
 
 
+class Shedding(Protocol):
+    """Says whether a piece of non-core work is stopped right now (the cloud failover)."""
+
+    def sheds(self, work: str) -> bool: ...
+
+
 class Decider:
-    def __init__(self, engine: RuleEngine, bus: MessageBus, gateway_id: str) -> None:
+    def __init__(
+        self, engine: RuleEngine, bus: MessageBus, gateway_id: str,
+        shedding: Shedding | None = None,
+    ) -> None:
         self.engine = engine
+        self._shedding = shedding
         self._bus = bus
         self._gateway_id = gateway_id
         self._seq = count(first_seq())
@@ -83,6 +94,9 @@ class Decider:
         for action in actions:
             self._publish(actuator_topic(action.actuator_id), action.model_dump_json().encode())
         self._publish(f"decisions/{device_id}", decision.model_dump_json().encode())
+        if self._shedding is not None and self._shedding.sheds("decision_summaries"):
+            self.counters["shed_decision_summaries"] += 1
+            return decision
         summary = CoapSummary(accepted=accepted, intent=intent.name, actions=actions)
         self._bus.publish_local(
             f"devices/{device_id}/decision",

@@ -16,7 +16,7 @@ import structlog
 
 from gateway.delivery.bus import MessageBus
 from gateway.errors import BrokerUnavailable, Overloaded
-from gateway.pipeline.decide import Decider
+from gateway.pipeline.decide import Decider, Shedding
 from gateway.recognizer.policy import EdgeFirstPolicy, Recognition
 from gateway.rules.engine import reading_key
 from schemas import CoapSummary, Intent, TelemetryBatch, TextCommand
@@ -62,10 +62,13 @@ class Pipeline:
         decider: Decider,
         recognizer: Recognizer | None = None,
         occupancy: OccupancyRecognizer | None = None,
+        *,
         policy: EdgeFirstPolicy | None = None,
+        shedding: Shedding | None = None,
     ) -> None:
         """Text commands go through ``policy`` (edge-first cloud escalation) when given, else
-        through ``recognizer`` alone."""
+        through ``recognizer`` alone; ``shedding`` stops non-core work while the cloud failover
+        is DEGRADED (EGW_CLOUD__SHED_WHEN_DEGRADED)."""
         self._bus = bus
         self.decider = decider
         self.recognizer = recognizer
@@ -75,6 +78,7 @@ class Pipeline:
         self.occupancy = occupancy
         self._occupied: dict[str, bool] = {}
         self._plain_summaries: dict[int, CoapSummary] = {}
+        self._shedding = shedding
         self.counters: Counter[str] = Counter()
 
     def ingest(self, item: Item) -> Result:
@@ -99,10 +103,14 @@ class Pipeline:
     def _republish(self, item: Item) -> asyncio.Future[None] | None:
         """The normalised item on its own topic, for the broker and local subscribers."""
         kind = "telemetry" if isinstance(item, TelemetryBatch) else "command"
+        topic = f"devices/{item.device_id}/{kind}"
+        shedding = self._shedding
+        if kind == "telemetry" and shedding is not None and shedding.sheds("telemetry_uplink"):
+            self.counters["shed_telemetry_uplink"] += 1
+            self._bus.publish_local(topic, item.model_dump_json().encode(), qos=1)
+            return None
         try:
-            return self._bus.publish(
-                f"devices/{item.device_id}/{kind}", item.model_dump_json().encode(), qos=1
-            )
+            return self._bus.publish(topic, item.model_dump_json().encode(), qos=1)
         except BrokerUnavailable as exc:
             raise Overloaded(str(exc), OVERLOAD_RETRY_AFTER) from exc
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
@@ -39,9 +39,11 @@ class CloudSupervisor:
         site: str,
         publish_status: Callable[[bytes], None],
         clock: Callable[[], float] = time.monotonic,
+        shed_when_degraded: Iterable[str] = (),
     ) -> None:
         self.client = client
         self.failover = failover
+        self._shed = frozenset(shed_when_degraded)
         self._interval = interval
         self._site = site
         self._publish_status = publish_status
@@ -60,11 +62,17 @@ class CloudSupervisor:
             now=time.monotonic(),
         )
         return cls(client, failover, interval=config.heartbeat_interval, site=site,
-                   publish_status=link.set_status)
+                   publish_status=link.set_status,
+                   shed_when_degraded=config.shed_when_degraded)
 
     @property
     def online(self) -> bool:
         return self.failover.online
+
+    def sheds(self, work: str) -> bool:
+        """Whether non-core `work` is stopped now (DEGRADED and EGW_CLOUD__SHED_WHEN_DEGRADED
+        names it)."""
+        return work in self._shed and not self.failover.online
 
     @property
     def mode(self) -> str:

@@ -267,3 +267,20 @@ def test_cloud_settings_contract(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     with pytest.raises(ValidationError, match="wildcards"):
         CloudConfig(request_topic="cloud/+/requests")
+
+
+def test_configured_work_is_shed_only_while_degraded() -> None:
+    """sheds(work) is true only for work named in shed_when_degraded, and only in DEGRADED."""
+    channel = FakeChannel(auto=True)
+    config = CloudConfig(enabled=True, shed_when_degraded=["telemetry_uplink"])
+    cloud = CloudClient(channel, config, gateway_id="site1-1", response_topic=RESPONSES)
+    failover = Failover(misses_to_degrade=3, successes_to_recover=3, now=0.0)
+    supervisor = CloudSupervisor(cloud, failover, interval=1.0, site="site1",
+                                 publish_status=channel.set_status,
+                                 shed_when_degraded=config.shed_when_degraded)
+    assert not supervisor.sheds("telemetry_uplink")
+    for _ in range(3):
+        supervisor.record(False, "heartbeat", "heartbeat_timeout")
+    assert supervisor.mode == "degraded"
+    assert supervisor.sheds("telemetry_uplink")
+    assert not supervisor.sheds("decision_summaries")
