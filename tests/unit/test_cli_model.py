@@ -92,3 +92,12 @@ def test_recognize_refuses_a_tampered_model(tmp_path: Path) -> None:
     result = runner.invoke(app, ["recognize", "--model", str(copy), "lights on"])
     assert result.exit_code == 2
     assert "sha256" in result.stderr
+
+
+def test_model_train_refuses_a_missing_teacher_before_training(tmp_path: Path) -> None:
+    """model train --teacher names a file that must exist: a missing one fails before training."""
+    out = tmp_path / "out"
+    missing = tmp_path / "no-such-teacher.whl"
+    result = runner.invoke(app, ["model", "train", "--teacher", str(missing), "--out", str(out)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not out.exists()

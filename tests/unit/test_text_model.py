@@ -48,6 +48,8 @@ def test_packaged_model_loads_and_its_sha256_matches_the_manifest(model: TextInt
     assert model.size_bytes == manifest["size_bytes"] == len(data) <= 5 * 1024 * 1024
     assert model.version == manifest["version"] and model.labels[-1] == OTHER
     assert len(model.labels) == 10 and (MODELS / "ATTRIBUTION.md").is_file()
+    announced = manifest["features"].get("static_words", {}).get("count", 0)
+    assert len(model.featurizer.vocab) == announced
 
 
 @pytest.mark.parametrize(
@@ -150,6 +152,49 @@ def test_featurizer_is_deterministic_and_pads_with_zero_weight() -> None:
     assert ids.shape == weights.shape and ids.max() < 2**16
     assert (weights[1] == 0).sum() > 0 and np.allclose((weights[1] ** 2).sum(), 2.0)
     assert normalize("  I'd like   the LIGHTS, on!") == "id like the lights on"
+
+
+def test_featurizer_vocab_words_add_mean_weighted_rows_after_the_buckets() -> None:
+    """Known vocab words add rows 2**bits + index weighted 1/count; hashed features unchanged."""
+    plain = Featurizer(bits=10, char_ngrams=(2, 3))
+    static = Featurizer(bits=10, char_ngrams=(2, 3), vocab=("lights", "kitchen", "coffee"))
+    texts = ["Turn off the KITCHEN lights", "hello there"]
+    ids, weights = static(texts)
+    plain_ids, plain_weights = plain(texts)
+    for row in range(len(texts)):
+        hashed = (ids[row] < 2**10) & (weights[row] > 0)
+        used = plain_weights[row] > 0
+        found = np.stack([ids[row][hashed], weights[row][hashed]])
+        expected = np.stack([plain_ids[row][used], plain_weights[row][used]])
+        assert np.array_equal(found[:, np.lexsort(found)], expected[:, np.lexsort(expected)])
+    known = ids[0] >= 2**10
+    assert sorted(ids[0][known].tolist()) == [2**10 + 0, 2**10 + 1]
+    assert np.allclose(weights[0][known], 0.5) and not (ids[1] >= 2**10).any()
+    assert static.rows == 2**10 + 3 and plain.rows == plain.buckets == 2**10
+
+
+@pytest.mark.parametrize("char_ngrams", [(2, 3, 4, 5), (3, 1, 7)])
+def test_featurizer_small_batches_equal_the_vectorised_path(char_ngrams: tuple[int, ...]) -> None:
+    """Up to four texts take a per-row path whose ids and weights equal the batched ones."""
+    featurize = Featurizer(bits=12, char_ngrams=char_ngrams, vocab=("lights", "on", "kitchen"))
+    texts = ["Turn the kitchen lights ON!", "", "x", "lights lights on", "what's the time"]
+    batch_ids, batch_weights = featurize([*texts, *texts])  # ten texts: vectorised
+    for row, text in enumerate(texts):
+        ids, weights = featurize([text])
+        width = ids.shape[1]
+        assert np.array_equal(ids[0], batch_ids[row, :width])
+        assert np.array_equal(weights[0], batch_weights[row, :width])
+        assert not batch_weights[row, width:].any()
+
+
+def test_featurizer_refuses_a_vocab_that_the_manifest_does_not_announce() -> None:
+    """A manifest whose static word count differs from the model's vocab is an error."""
+    spec = {"bits": 16, "char_ngrams": [2, 3], "static_words": {"count": 2}}
+    assert Featurizer.from_manifest(spec, ["lights", "coffee"]).rows == 2**16 + 2
+    with pytest.raises(ValueError, match="vocab"):
+        Featurizer.from_manifest(spec, ["lights"])
+    with pytest.raises(ValueError, match="distinct"):
+        Featurizer(vocab=("lights", "lights"))
 
 
 def test_evaluate_reports_exactly_the_eval_keys(model: TextIntentModel) -> None:
