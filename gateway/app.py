@@ -37,6 +37,7 @@ from gateway.transport.udp import open_mqttsn_endpoint
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_GRACE = 5.0
+SETTLE_TIMEOUT = 1.5  # of the grace, twice at most: broker acknowledgements, spool commits
 
 
 class _Stop(Exception):
@@ -119,6 +120,9 @@ class Gateway:
                 await self._stop.wait()
                 log.info("gateway_stopping")
                 deadline.reschedule(loop.time() + SHUTDOWN_GRACE)
+                if self.uplink is not None:
+                    # Nothing broker-bound is left only in memory: acknowledged or spooled.
+                    await self.uplink.settle(SETTLE_TIMEOUT)
                 raise _Stop
         except* _Stop:
             pass

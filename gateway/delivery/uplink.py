@@ -161,6 +161,21 @@ class SpoolingLink:
         if not sent.done():
             sent.set_result(None)
 
+    async def settle(self, wait_s: float) -> None:
+        """Before a graceful stop (while `run` still runs): wait up to `wait_s` for the broker
+        to acknowledge what the link holds; commit what is still unacknowledged to the spool,
+        to be replayed after the restart (a late PUBACK makes that copy a duplicate with the
+        same key); then wait, up to `wait_s` again, for pending spool commits."""
+        held = [sent for sent in self._live if not sent.done()]
+        if held:
+            await asyncio.wait(held, timeout=wait_s)
+        if self._live:
+            self.spool_counters["spooled_on_stop"] += len(self._live)
+            self._rescue_live()
+        committing = [future for _, future in self._writes]
+        if committing:
+            await asyncio.wait(committing, timeout=wait_s)
+
     async def run(self, ready: asyncio.Event | None = None) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._link.run(ready), name="broker-link")

@@ -156,3 +156,26 @@ async def test_a_full_link_queue_spools_instead_of_refusing(tmp_path: Path) -> N
     finally:
         spool.close()
     assert uplink.spool_counters["spooled_link_full"] == 1
+
+
+async def test_settle_spools_what_the_broker_has_not_acknowledged_at_a_stop(
+    tmp_path: Path,
+) -> None:
+    """Before a graceful stop, publishes the broker acknowledges in time are left alone and the
+    ones it does not are committed to the spool (futures resolved): nothing stays in memory."""
+    link = HoldingLink()
+    spool = Spool(tmp_path / "spool.sqlite3", synchronous="normal")
+    uplink = SpoolingLink(link, spool, gateway_id="g-1", replay_rate=1000, replay_burst=5)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            service = tg.create_task(uplink.run())
+            sent = [uplink.publish("decisions/x", f"m{n}".encode(), qos=1) for n in range(3)]
+            asyncio.get_running_loop().call_later(0.02, link.held[0].set_result, None)
+            await uplink.settle(0.2)
+            assert all(f is not None and f.done() for f in sent)
+            service.cancel()
+        rows = spool.peek(10)
+    finally:
+        spool.close()
+    assert [row.payload for row in rows] == [b"m1", b"m2"]
+    assert uplink.spool_counters["spooled_on_stop"] == 2
