@@ -16,7 +16,6 @@ from tests.helpers import MosquittoProcess, MqttRecorder
 def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
     """A started mosquitto on a free 127.0.0.1 port, stopped at teardown no matter what."""
     broker = MosquittoProcess(tmp_path / "mosquitto")
-    (tmp_path / "mosquitto").mkdir()
     try:
         broker.start()
         yield broker

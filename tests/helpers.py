@@ -42,10 +42,21 @@ def free_udp_port() -> int:
 
 
 class MosquittoProcess:
-    """A private mosquitto on a free loopback port (anonymous, no persistence)."""
+    """A private mosquitto on a free loopback port (anonymous; no persistence unless
+    ``persistent``, then its database lives in ``directory``). ``extra_config``: more lines for
+    its configuration file."""
 
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, port: int | None = None, *,
+        persistent: bool = False, extra_config: str = "",
+    ) -> None:
         self._dir = Path(directory or tempfile.mkdtemp(prefix="mosquitto-"))
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._persistence = (
+            f"persistence true\npersistence_location {self._dir}/\n" if persistent
+            else "persistence false\n"
+        )
+        self._extra_config = extra_config
         self.host = LOCALHOST
         self.port = port or free_tcp_port()
         self.url = f"mqtt://{self.host}:{self.port}"
@@ -58,14 +69,16 @@ class MosquittoProcess:
         self.conf_path.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"{self._persistence}"
             # As root mosquitto drops to user "mosquitto", which could not write the log here.
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"log_dest file {self.log_path}\n"
             "log_type all\n"
+            f"{self._extra_config}"
         )
         self._proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.conf_path)],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -89,6 +102,13 @@ class MosquittoProcess:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no DISCONNECTs, no final save of the persistence file."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -46,7 +45,7 @@ from gateway.mqttsn.packets import (
     Register,
     SearchGw,
 )
-from tests.helpers import LOCALHOST, MOSQUITTO, MqttRecorder, free_tcp_port, free_udp_port
+from tests.helpers import LOCALHOST, MosquittoProcess, MqttRecorder, free_tcp_port, free_udp_port
 
 SITE = "site1"
 GATEWAY_ID = f"{SITE}-1"  # egw-gateway: {site}-{EGW_MQTTSN__GATEWAY_ID}
@@ -57,8 +56,9 @@ P = TypeVar("P")
 
 
 # ----------------------------------------------------------------------------------- broker
-class RestartableBroker:
-    """A private mosquitto on a fixed loopback port, with persistence, that can be SIGKILLed.
+class RestartableBroker(MosquittoProcess):
+    """A private mosquitto on a fixed loopback port, with persistence, that can be SIGKILLed
+    and started again on the same port.
 
     Persistence (autosaved every second) keeps the subscriber's session and subscription across
     a SIGKILL, so messages the gateway sends after the restart are queued for the subscriber
@@ -67,56 +67,15 @@ class RestartableBroker:
     """
 
     def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_tcp_port()
-        self.log_path = self.dir / "mosquitto.log"
-        self.conf_path = self.dir / "mosquitto.conf"
-        self.conf_path.write_text(
-            f"listener {self.port} {LOCALHOST}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.dir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
-            "queue_qos0_messages true\n"
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"log_dest file {self.log_path}\n"
+        super().__init__(
+            directory, persistent=True,
+            extra_config="autosave_interval 1\nmax_queued_messages 0\n"
+            "max_inflight_messages 0\nqueue_qos0_messages true\n",
         )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{LOCALHOST}:{self.port}"
+        self.dir = directory
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start on the same port as before; return once it accepts connections."""
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection((LOCALHOST, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mosquitto did not start:\n{self.log_tail()}") from None
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL: no DISCONNECTs, no final save of the persistence file."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def stop(self) -> None:
-        _terminate(self._proc)
-        self._proc = None
+        super().start(timeout)
 
     def saved_since(self, moment: float) -> bool:
         """Whether the persistence file was written after ``moment`` (time.time())."""
@@ -124,16 +83,6 @@ class RestartableBroker:
             return (self.dir / BROKER_DB).stat().st_mtime > moment
         except OSError:
             return False
-
-    def log_tail(self, lines: int = 20) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------------- gateway
