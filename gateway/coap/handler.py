@@ -94,6 +94,12 @@ class Later:
     safe: asyncio.Future[None] | None
 
 
+def _changed(summary: CoapSummary) -> Outcome:
+    """2.04 with the summary as CBOR."""
+    body = cbor2.dumps(summary.model_dump(mode="json", exclude_none=True))
+    return Outcome(CHANGED, body, CF_CBOR)
+
+
 def _failed(future: asyncio.Future[None]) -> bool:
     return future.cancelled() or future.exception() is not None
 
@@ -229,11 +235,12 @@ class DeviceIngest:
         if summary.intent is None and not summary.actions:
             outcome = self._plain_accepted.get(summary.accepted)
             if outcome is None:
-                outcome = self._plain_accepted[summary.accepted] = self._summary_outcome(summary)
+                outcome = self._plain_accepted[summary.accepted] = _changed(summary)
         else:
-            outcome = self._summary_outcome(summary)
-        if outcome.code != CHANGED:
-            return self._internal_error("summary_failed", device_id, now)
+            try:
+                outcome = _changed(summary)
+            except Exception:
+                return self._internal_error("summary_failed", device_id, now)
         self._counters["ingest_ok"] += 1
         seen = self.seen_devices
         if device_id not in seen:
@@ -241,15 +248,6 @@ class DeviceIngest:
             if len(seen) > SEEN_DEVICES:
                 del seen[next(iter(seen))]
         return outcome
-
-    @staticmethod
-    def _summary_outcome(summary: CoapSummary) -> Outcome:
-        """2.04 with the summary as CBOR; a 5.00 placeholder if it cannot be encoded."""
-        try:
-            body = cbor2.dumps(summary.model_dump(mode="json", exclude_none=True))
-        except Exception:
-            return Outcome(INTERNAL_SERVER_ERROR)
-        return Outcome(CHANGED, body, CF_CBOR)
 
     def _internal_error(
         self, event: str, device_id: str, now: float, exc: BaseException | None = None
