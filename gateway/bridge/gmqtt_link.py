@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from gateway.bridge.link import (
     ResponseHandler,
     backoff_delays,
 )
+from gateway.bridge.publish_codec import encode_properties, encode_publish
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable, ConfigError
 from gateway.topics import (
@@ -74,10 +76,9 @@ class _AckStore:
 
     def __init__(self, on_ack: Callable[[int], None]) -> None:
         self._on_ack = on_ack
-        self.last_mid = 0
 
     def push_message(self, mid: int, raw_package: bytes) -> None:
-        self.last_mid = mid  # also called when PUBREC swaps in a PUBREL; harmless
+        """gmqtt stores the PUBREL it sends for a PUBREC; nothing to keep."""
 
     def remove_message_by_mid(self, mid: int) -> None:
         self._on_ack(mid)
@@ -116,6 +117,9 @@ class _Session:
         client.on_unsubscribe = self._on_sub_done
         self._client: Any = client
         self._transport: Any = None
+        self._ids: Any = None
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
 
     async def open(
         self, host: str, port: int, tls: ssl.SSLContext | None, keepalive: int, version: int
@@ -151,11 +155,12 @@ class _Session:
         if self.lost.is_set():
             raise _ConnectFailed("closed right after CONNACK", fallback=False)
         self._transport = self._client._connection._transport
+        self._ids = self._client._connection._protocol.id_generator
 
     @property
     def write_buffer_size(self) -> int:
         size: int = self._transport.get_write_buffer_size()
-        return size
+        return size + self._outbox_bytes
 
     def publish(
         self, topic: str, payload: bytes, qos: int, retain: bool,
@@ -163,17 +168,33 @@ class _Session:
         *,
         reply: tuple[str, bytes] | None = None,
     ) -> int:
-        """Write a PUBLISH; the packet id for QoS 1/2 (0 for QoS 0). ``reply``: MQTT v5
-        (response topic, correlation data)."""
-        self._store.last_mid = 0
-        extra: dict[str, Any] = {}
-        if properties:
-            extra["user_property"] = list(properties.items())
-        if reply is not None:
-            extra["response_topic"], extra["correlation_data"] = reply
-        message = gmqtt.Message(topic, payload, qos=qos, retain=retain, **extra)
-        self._client.publish(message)
-        return self._store.last_mid
+        """Queue a PUBLISH for this loop iteration's write; the packet id for QoS 1/2 (0 for
+        QoS 0). ``reply``: MQTT v5 (response topic, correlation data). gmqtt's id pool still
+        hands out the ids, so its PUBACK/PUBREC handling frees them as before."""
+        mid = self._ids.next_id() if qos else 0
+        block = encode_properties(properties, reply) if self.version == MQTTv50 else None
+        packet = encode_publish(topic, payload, qos, retain, packet_id=mid, properties=block)
+        self._queue_write(packet)
+        return mid
+
+    def _queue_write(self, packet: bytes) -> None:
+        """Coalesce: one socket write per event-loop iteration, not one per packet."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(packet)
+        self._outbox_bytes += len(packet)
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        connection = self._client._connection
+        if connection is None or self._transport.is_closing():
+            return  # lost: the link re-sends whatever was unacknowledged after the reconnect
+        connection._last_data_out = time.monotonic()  # gmqtt's keep-alive reads it
+        self._transport.write(data)
 
     def subscribe(self, topic_filter: str, qos: int) -> int:
         # No-local is a reserved (must be 0) bit in 3.1.1; the link emulates it there.
@@ -191,6 +212,7 @@ class _Session:
         if connection is not None:
             try:
                 if graceful and not self.lost.is_set():
+                    self._flush()
                     connection.send_disconnect()
                 await connection.close()
             except Exception as exc:  # a closing socket may fail in many ways; it is gone
