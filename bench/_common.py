@@ -150,13 +150,19 @@ class Mosquitto:
 
 
 class GatewayProcess:
-    """`python -m gateway run` configured only by EGW_ environment variables."""
+    """`python -m gateway run` configured only by EGW_ environment variables.
+
+    By default the gateway of this checkout runs (it is put first on PYTHONPATH); with
+    ``python`` (an interpreter of another environment, e.g. one holding the mypyc-compiled
+    build, see docs/benchmarks.md) the gateway installed there runs instead, from a neutral
+    working directory so that this checkout cannot shadow it."""
 
     def __init__(
         self,
         mqttsn_port: int,
         broker_url: str | None,
         extra_env: Mapping[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
         self.port = mqttsn_port
@@ -174,7 +180,14 @@ class GatewayProcess:
             self.gateway_env["EGW_BROKER__URL"] = broker_url
         self.gateway_env.update(extra_env or {})
         env.update(self.gateway_env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        self.python = python or sys.executable
+        if python is None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])
+            )
+        else:
+            env.pop("PYTHONPATH", None)
+        self._cwd = REPO_ROOT if python is None else self.tmp
         self._env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready = False
@@ -183,8 +196,8 @@ class GatewayProcess:
     def start(self, timeout: float = 15.0) -> GatewayProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run"],
-            cwd=REPO_ROOT, env=self._env,
+            [self.python, "-m", "gateway", "run"],
+            cwd=self._cwd, env=self._env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
         )
         if not wait_mqttsn(self.port, timeout, self.proc):
@@ -238,6 +251,32 @@ def fmt(value: Any, unit: str = "") -> str:
     else:
         text = str(value)
     return f"{text} {unit}".rstrip()
+
+
+def add_gateway_python_option(parser: Any) -> None:
+    parser.add_argument(
+        "--gateway-python", default=None, metavar="PYTHON",
+        help="run the gateway installed for this interpreter (e.g. a venv holding the "
+        "mypyc-compiled build) instead of this checkout's",
+    )
+
+
+def compiled_modules(python: str | None) -> int:
+    """How many of the gateway's modules are compiled extensions for that interpreter."""
+    probe = (
+        "import importlib, pkgutil, gateway\n"
+        "n = 0\n"
+        "for m in pkgutil.walk_packages(gateway.__path__, 'gateway.'):\n"
+        "    spec = importlib.util.find_spec(m.name)\n"
+        "    n += bool(spec and spec.origin and spec.origin.endswith('.so'))\n"
+        "print(n)"
+    )
+    cwd = REPO_ROOT if python is None else Path(tempfile.gettempdir())
+    out = subprocess.run(
+        [python or sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True,
+        check=True, timeout=60,
+    )
+    return int(out.stdout.strip())
 
 
 def wait_mqttsn(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> bool:

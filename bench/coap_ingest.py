@@ -354,6 +354,7 @@ def start_server(kind: str, args: argparse.Namespace, port: int) -> tuple[Any, s
         gateway = common.GatewayProcess(
             common.free_port(socket.SOCK_DGRAM), None,
             {"EGW_COAP__HOST": HOST, "EGW_COAP__PORT": str(port)},
+            python=args.gateway_python,
         ).start()
         assert gateway.proc is not None
         wait_coap(port, 15, gateway.proc)
@@ -409,6 +410,9 @@ def run_target(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     port = common.free_port(socket.SOCK_DGRAM)
     report: dict[str, Any] = {"target": kind, "phases": {}}
     server, description = start_server(kind, args, port)
+    if isinstance(server, common.GatewayProcess):
+        report["compiled_modules"] = common.compiled_modules(args.gateway_python)
+        description += f", {report['compiled_modules']} modules compiled (mypyc)"
     report["server_under_test"] = description
     print(f"[{kind}] server: {description}", file=sys.stderr, flush=True)
     if isinstance(server, common.GatewayProcess):
@@ -507,6 +511,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="gateway target: the full app (python -m gateway run) when it "
                         "serves CoAP (auto), or the bench-only runner")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    common.add_gateway_python_option(parser)
     args = parser.parse_args(argv)
     if args.duration > MAX_DURATION or args.capacity_duration > MAX_DURATION:
         parser.error(f"phases are limited to {MAX_DURATION} s")

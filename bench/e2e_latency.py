@@ -350,6 +350,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sensors", type=int, default=20)
     parser.add_argument("--panels", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    common.add_gateway_python_option(parser)
     parser.add_argument(
         "--gateway-env",
         action="append",
@@ -379,6 +380,8 @@ def _hard_cap(_signum: int, _frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": common.machine_info(), "args": vars(args).copy()}
+    result["compiled_modules"] = common.compiled_modules(args.gateway_python)
+    print(f"gateway: {result['compiled_modules']} modules compiled (mypyc)", file=sys.stderr)
     result["args"]["json"] = str(args.json) if args.json else None
     broker = common.Mosquitto(["set_tcp_nodelay true"]).start()
     gateway = None
@@ -397,6 +400,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "EGW_MQTTSN__RATE_BURST": "1000000",
                 **dict(item.split("=", 1) for item in args.gateway_env),
             },
+            python=args.gateway_python,
         ).start()
         ctx = mp.get_context("spawn")
         act_conn, act_child = ctx.Pipe()

@@ -165,8 +165,8 @@ class DeviceIngest:
             return self._internal_error("normalise_failed", device_id, now)
         try:
             result, safe = self._pipeline.ingest_tracked(item)
-        except Overloaded as exc:
-            return self._overloaded(exc)
+        except Overloaded as overloaded:  # not `exc`: mypyc types a name once per function
+            return self._overloaded(overloaded)
         except Exception:
             return self._internal_error("ingest_failed", device_id, now)
         if safe is not None and safe.done():

@@ -43,6 +43,7 @@ from gateway.coap.message import (
     encode,
 )
 from gateway.coap.server import CoapServer
+from gateway.delivery.bus import MessageBus
 from gateway.errors import Overloaded
 from gateway.pipeline.normalise import CF_CBOR, CF_JSON, CF_SENML_CBOR, CF_TEXT
 from schemas import CoapSummary, TelemetryBatch, TextCommand
@@ -202,7 +203,7 @@ class Harness:
 
 def make_harness(**config: Any) -> Harness:
     pipeline = FakePipeline()
-    server = CoapServer(CoapConfig(**config), bus=None, pipeline=pipeline)  # type: ignore[arg-type]
+    server = CoapServer(CoapConfig(**config), bus=MessageBus(), pipeline=pipeline)
     transport = FakeTransport()
     server.connection_made(transport)
     return Harness(server, pipeline, transport)

@@ -51,7 +51,7 @@ ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w-]*)")
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 EGW_NAME = re.compile(r"\bEGW_[A-Z0-9_]*\*?")
-SMOKE_VARIABLE = re.compile(r"\$\{(EGW_[A-Z0-9_]+)")
+SMOKE_VARIABLE = re.compile(r"\$\{(EGW_[A-Z0-9_]+)|environ\.get\(\"(EGW_[A-Z0-9_]+)")
 BENCH_LINE = re.compile(r"python3?\s+(?:\./)?bench/\w+\.py[^`|\n]*")
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*(\.\w+)?")  # SECONDS, URL, FILE.jsonl
 
@@ -421,12 +421,12 @@ def _unknown_egw_names(text: str, known: set[str], sections: set[str]) -> list[s
 
 def test_every_egw_variable_in_the_docs_exists() -> None:
     """Each EGW_ name in README/docs is a setting, a CLI option's variable or one that
-    docker/smoke-test.sh or .ci/run reads."""
+    docker/smoke-test.sh, .ci/run or setup.py (the build) reads."""
     leaves, sections = _setting_names()
     smoke = {
-        name
-        for script in ("docker/smoke-test.sh", ".ci/run")
-        for name in SMOKE_VARIABLE.findall((ROOT / script).read_text("utf-8"))
+        shell or python
+        for script in ("docker/smoke-test.sh", ".ci/run", "setup.py")
+        for shell, python in SMOKE_VARIABLE.findall((ROOT / script).read_text("utf-8"))
     }
     known = leaves | _cli_envvars() | set(smoke)
     assert {"EGW_BROKER__URL", "EGW_HTTP__HOST", "EGW_DATA_DIR", "EGW_CONFIG"} <= known
