@@ -7,7 +7,7 @@ behaves the same (the test suite runs on both, see docs/benchmarks.md). The modu
 CoAP or MQTT-SN message crosses on its way in, chosen by profile; they are already checked by
 `mypy --strict`, which is what mypyc needs. Left interpreted: modules with coroutines (a
 compiled one did not unwind like an interpreted one under cancellation: the CoAP server's
-close) and `mqttsn/core.py` (its dispatch table names methods in the class body). Not for
+close), whose synchronous parts live in modules of their own instead. Not for
 editable installs: an extension beside its source would shadow later edits of that source.
 """
 
@@ -18,6 +18,8 @@ import os
 from setuptools import setup
 
 HOT_PATH = [
+    "gateway/coap/bucket.py",
+    "gateway/coap/datagrams.py",
     "gateway/coap/dedup.py",
     "gateway/coap/fastpath.py",
     "gateway/coap/handler.py",
@@ -28,9 +30,16 @@ HOT_PATH = [
     "gateway/pipeline/normalise.py",
     "gateway/pipeline/senml.py",
     "gateway/delivery/bus.py",
+    "gateway/recognizer/policy.py",
     "gateway/rules/engine.py",
     "gateway/mqttsn/codec.py",
+    "gateway/mqttsn/core.py",
     "gateway/mqttsn/packets.py",
+    "gateway/mqttsn/ratelimit.py",
+    "gateway/mqttsn/session.py",
+    "gateway/mqttsn/subscriptions.py",
+    "gateway/mqttsn/topics.py",
+    "gateway/router.py",
     "gateway/topics.py",
     "gateway/bridge/publish_codec.py",
 ]

@@ -50,7 +50,9 @@ ones - means the request cannot be served as asked: 4.02 Bad Option (5.05 for th
 options, §5.7.2), instead of aiocoap's silent ignoring."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per request, and a frozen dataclass sets each field through
+# object.__setattr__ (mypyc also leaves its __init__ interpreted). Treat it as immutable.
+@dataclass(slots=True)
 class FastRequest:
     """What the fast path needs from a request it accepted."""
 

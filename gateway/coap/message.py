@@ -109,7 +109,9 @@ class MalformedMessage(Exception):
         self.mid = mid
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per request, and a frozen dataclass sets each field through
+# object.__setattr__ (mypyc also leaves its __init__ interpreted). Treat it as immutable.
+@dataclass(slots=True)
 class Message:
     """One CoAP message. ``options`` are (number, value) pairs in ascending number order;
     a repeatable option (Uri-Path, ...) appears once per occurrence, in message order."""

@@ -10,7 +10,7 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from itertools import count
-from typing import Any, ClassVar
+from typing import Any
 
 from gateway.mqttsn.codec import MalformedPacket, decode, encode
 from gateway.mqttsn.constants import (
@@ -136,6 +136,25 @@ class GatewayCore:
         self._retained = RetainedStore()
         self._rate_limiter = AddressRateLimiter(config.rate_limit, config.rate_burst)
         self._dirty: set[str] = set()
+        # Bound methods in an instance table, not a class-body table of functions: mypyc
+        # (setup.py) cannot compile a class body that names its own methods.
+        self._handlers: dict[MsgType, Callable[[ClientSession, Any, float], None]] = {
+            MsgType.WILLTOPIC: self._on_willtopic,
+            MsgType.WILLMSG: self._on_willmsg,
+            MsgType.REGISTER: self._on_register,
+            MsgType.PUBLISH: self._on_publish,
+            MsgType.PUBACK: self._on_puback,
+            MsgType.PUBREC: self._on_pubrec,
+            MsgType.PUBREL: self._on_pubrel,
+            MsgType.PUBCOMP: self._on_pubcomp,
+            MsgType.REGACK: self._on_regack,
+            MsgType.SUBSCRIBE: self._on_subscribe,
+            MsgType.UNSUBSCRIBE: self._on_unsubscribe,
+            MsgType.PINGREQ: self._on_pingreq,
+            MsgType.DISCONNECT: self._on_disconnect,
+            MsgType.WILLTOPICUPD: self._on_willtopicupd,
+            MsgType.WILLMSGUPD: self._on_willmsgupd,
+        }
         self._push_timer(now + _HOUSEKEEPING_INTERVAL, "housekeeping")
         if config.advertise_interval and advertise_to is not None:
             self._push_timer(now, "advertise")
@@ -314,8 +333,7 @@ class GatewayCore:
                 self._send(session, Disconnect())
             return
         session.last_seen = now
-        handler = self._HANDLERS[msg_type]
-        handler(self, session, packet, now)
+        self._handlers[msg_type](session, packet, now)
 
     def _on_connect(
         self, packet: Connect, addr: Address, node_id: bytes | None, now: float
@@ -553,23 +571,6 @@ class GatewayCore:
         self._dirty.add(session.client_id)
         self._send(session, WillMsgResp(ReturnCode.ACCEPTED))
 
-    _HANDLERS: ClassVar[dict[MsgType, Callable[[GatewayCore, ClientSession, Any, float], None]]] = {
-        MsgType.WILLTOPIC: _on_willtopic,
-        MsgType.WILLMSG: _on_willmsg,
-        MsgType.REGISTER: _on_register,
-        MsgType.PUBLISH: _on_publish,
-        MsgType.PUBACK: _on_puback,
-        MsgType.PUBREC: _on_pubrec,
-        MsgType.PUBREL: _on_pubrel,
-        MsgType.PUBCOMP: _on_pubcomp,
-        MsgType.REGACK: _on_regack,
-        MsgType.SUBSCRIBE: _on_subscribe,
-        MsgType.UNSUBSCRIBE: _on_unsubscribe,
-        MsgType.PINGREQ: _on_pingreq,
-        MsgType.DISCONNECT: _on_disconnect,
-        MsgType.WILLTOPICUPD: _on_willtopicupd,
-        MsgType.WILLMSGUPD: _on_willmsgupd,
-    }
 
     # --- topics ----------------------------------------------------------------------------
 

@@ -84,7 +84,9 @@ _REGULAR_FIELDS: Final = frozenset({"n", "u", "v", "vs", "vb", "vd", "s", "t", "
 Representation = Literal["json", "cbor"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per request, and a frozen dataclass sets each field through
+# object.__setattr__ (mypyc also leaves its __init__ interpreted). Treat it as immutable.
+@dataclass(slots=True)
 class ResolvedRecord:
     """One resolved SenML record (§4.6): no base fields, absolute time, one value or a sum."""
 
