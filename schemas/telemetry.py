@@ -78,16 +78,23 @@ class Reading(_Contract):
 
     @model_validator(mode="after")
     def _one_value(self) -> Self:
+        # Runs for every reading of every payload: the common case without building a list.
+        values = (
+            (self.value is not None)
+            + (self.string_value is not None)
+            + (self.bool_value is not None)
+            + (self.data_value is not None)
+        )
+        if values == 1 or (values == 0 and self.sum is not None):
+            return self
+        if values == 0:
+            raise ValueError("a reading needs a value field, or a sum")
         present = [
             field
             for field in ("value", "string_value", "bool_value", "data_value")
             if getattr(self, field) is not None
         ]
-        if len(present) > 1:
-            raise ValueError(f"a reading has exactly one value field, got {', '.join(present)}")
-        if not present and self.sum is None:
-            raise ValueError("a reading needs a value field, or a sum")
-        return self
+        raise ValueError(f"a reading has exactly one value field, got {', '.join(present)}")
 
 
 class TelemetryBatch(_Contract):
@@ -111,8 +118,10 @@ class TelemetryBatch(_Contract):
 
     @model_validator(mode="after")
     def _one_device(self) -> Self:
-        if any(reading.device_id != self.device_id for reading in self.readings):
-            raise ValueError("every reading of a batch belongs to the batch's device")
+        device_id = self.device_id
+        for reading in self.readings:
+            if reading.device_id != device_id:
+                raise ValueError("every reading of a batch belongs to the batch's device")
         return self
 
 
