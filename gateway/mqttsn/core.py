@@ -474,6 +474,12 @@ class GatewayCore:
         if entry is None or entry.awaiting != "regack":
             self.counters["drop_unexpected_ack"] += 1
             return
+        if packet.topic_id not in (entry.topic_id, 0):
+            # A late REGACK of an earlier REGISTER that reused this msg id (e.g. from before a
+            # session was discarded): it does not accept this topic id. Keep waiting (and
+            # retrying) for the answer to ours. (0: a client that does not echo the id.)
+            self.counters["drop_regack_topic_id_mismatch"] += 1
+            return
         del session.inflight[packet.msg_id]
         topic = session.registry.name(entry.topic_id)
         if topic is not None:

@@ -15,6 +15,7 @@ from gateway.mqttsn.packets import (
     Publish,
     PubRec,
     PubRel,
+    RegAck,
     Register,
     Subscribe,
     UnsubAck,
@@ -110,6 +111,27 @@ def test_a_topic_still_being_registered_is_not_used_after_a_restart() -> None:
     sent = restarted.drain(CLIENT_A)
     assert not [p for p in sent if isinstance(p, Publish)], sent
     assert [p for p in sent if isinstance(p, Register)] == [reg]
+
+
+def test_a_late_regack_for_another_topic_id_does_not_accept_ours() -> None:
+    """A REGACK with our REGISTER's msg id but another topic id (a late answer to a REGISTER of a
+    discarded session that reused the msg id) does not let a PUBLISH use the new topic id."""
+    h = Harness()
+    h.connect()
+    h.send(Subscribe(1, "s/+", QoS.AT_MOST_ONCE))
+    h.core.deliver("s/a", b"1", 0, False, h.now)
+    (reg,) = h.drain(CLIENT_A)
+    assert isinstance(reg, Register)
+    stale = RegAck(reg.topic_id + 1, reg.msg_id, ACCEPTED)
+    assert h.send(stale) == []
+    assert h.core.counters["drop_regack_topic_id_mismatch"] == 1
+    h.core.deliver("s/a", b"2", 0, False, h.now)
+    assert not [p for p in h.drain(CLIENT_A) if isinstance(p, Publish)]
+    # The answer to our REGISTER releases both messages, in order.
+    sent = h.send(RegAck(reg.topic_id, reg.msg_id, ACCEPTED))
+    assert [(p.topic_id, p.data) for p in sent if isinstance(p, Publish)] == [
+        (reg.topic_id, b"1"), (reg.topic_id, b"2")
+    ]
 
 
 def test_the_wake_up_flush_reaches_the_session_store() -> None:
