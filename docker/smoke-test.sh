@@ -13,7 +13,8 @@
 #    proxy; a real `docker build` needs no such mount.
 # 4. Starts, on free loopback ports, a mosquitto with docker/mosquitto.conf, the image's
 #    `sensor-sim cloud` (the reference cloud recognizer) and the image's ENTRYPOINT and CMD (the
-#    gateway, bridged to that broker, cloud enabled). Checks that the gateway runs as a non-root
+#    gateway, bridged to that broker, cloud enabled). Checks that the image's gateway has its hot
+#    path compiled by mypyc (the Dockerfile's default), that the gateway runs as a non-root
 #    user, answers CoAP GET /.well-known/core, passes the image's own HEALTHCHECK command, answers
 #    GET /healthz with 200, and turns a CoAP text command into a decision on edge/smoke/decisions/.
 # 5. Sends SIGTERM to the gateway and checks that it exits with status 0 within 10 s; stops the
@@ -241,6 +242,14 @@ mosquitto_sub -h 127.0.0.1 -p "$broker_port" -t 'edge/#' -v >"$work/edge.log" 2>
 started+=($!)
 
 container=$(buildah from --pull=never --name "egw-smoke-$$" "$IMAGE")
+# The image carries the mypyc-compiled hot path (the Dockerfile's default MYPYC=1).
+compiled=$(buildah run --isolation chroot "$container" -- python3 -c '
+import importlib.util, pkgutil, gateway
+names = [m.name for m in pkgutil.walk_packages(gateway.__path__, "gateway.")]
+print(sum(importlib.util.find_spec(n).origin.endswith(".so") for n in names))') \
+    || fail "could not list the image's compiled modules"
+[ "$compiled" -gt 0 ] || fail "the image's gateway has no compiled (mypyc) modules"
+echo "the image's gateway: $compiled modules compiled by mypyc"
 buildah run --isolation chroot "$container" -- sensor-sim cloud \
     --broker "mqtt://127.0.0.1:$broker_port" >"$work/cloud.out" 2>"$work/cloud.log" &
 cloud_pid=$!

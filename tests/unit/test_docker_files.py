@@ -312,4 +312,6 @@ def test_dockerignore_keeps_what_the_builder_copies() -> None:
         if keyword == "COPY"
         for source in args.split()[:-1]
     }
-    assert copied == kept == {"pyproject.toml", "README.md", "gateway", "schemas", "sensor_sim"}
+    assert copied == kept == {
+        "pyproject.toml", "README.md", "gateway", "schemas", "sensor_sim", "setup.py"
+    }
