@@ -127,11 +127,6 @@ class CoapDatagrams:
                 pending.timer.cancel()
         self._pending.clear()
 
-    def detach(self) -> None:
-        """The socket is closing: nothing more is sent."""
-        self._transport = None
-        self._sendto = _discard
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
         self._sendto = self._transport.sendto

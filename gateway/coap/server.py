@@ -113,7 +113,7 @@ class CoapServer:
             if transport is not None:
                 transport.close()
                 await asyncio.sleep(0)  # let the transport's connection_lost run
-            datagrams.detach()
+            datagrams.connection_lost(None)  # also when it never had a socket
 
     # ------------------------------------------------- the protocol (see CoapDatagrams)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
