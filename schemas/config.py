@@ -195,3 +195,8 @@ class RecognizerConfig(_Section):
         10000, ge=1, description="Requests waiting for the model before new ones are refused."
     )
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per batch.")
+    worker: Literal["process", "thread"] = Field(
+        "process",
+        description="Where text batches run: 'process' (a child process, restarted when it"
+        " dies; a thread stands in while it starts) or 'thread' (inside the gateway process).",
+    )

@@ -234,9 +234,21 @@ class GatewayCollector(Collector):
         queued = _gauge(
             "egw_recognizer_queue_items", "Items waiting for a batch.", ["model"]
         )
+        offloaded = _counter(
+            "egw_recognizer_worker_batches",
+            "Batches run by the recogniser's worker process (the rest ran in a thread).",
+            ["model"],
+        )
+        worker_up = _gauge(
+            "egw_recognizer_worker_up", "1 while the worker process is ready.", ["model"]
+        )
+        worker_exits = _counter(
+            "egw_recognizer_worker_exits",
+            "Worker processes that exited or were refused (each is restarted).", ["model"],
+        )
         seconds = HistogramMetricFamily(
             "egw_recognizer_batch_duration_seconds",
-            "Seconds per batch predict call (worker-thread hand-off included).",
+            "Seconds per batch predict call (thread or worker-process hand-off included).",
             labels=["model"],
         )
         sizes = HistogramMetricFamily(
@@ -251,6 +263,11 @@ class GatewayCollector(Collector):
             overloads.add_metric([name], stats.overflows)
             failures.add_metric([name], stats.failures)
             queued.add_metric([name], recognizer.batcher.queued)
+            offloaded.add_metric([name], stats.offloaded)
+            worker = recognizer.worker
+            if worker is not None:
+                worker_up.add_metric([name], 1.0 if worker.ready else 0.0)
+                worker_exits.add_metric([name], worker.counters["exits"])
             seconds.add_metric(
                 [name], _buckets(stats.batch_seconds), sum_value=stats.batch_seconds.total
             )
@@ -258,6 +275,7 @@ class GatewayCollector(Collector):
                 [name], _buckets(stats.batch_sizes), sum_value=stats.batch_sizes.total
             )
         yield from (info, requests, overloads, failures, queued, seconds, sizes)
+        yield from (offloaded, worker_up, worker_exits)
         yield from self._mode()
 
     def _mode(self) -> Iterator[Family]:

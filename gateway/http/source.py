@@ -16,6 +16,7 @@ from gateway.mqttsn.core import GatewayCore
 from gateway.mqttsn.events import Address
 from gateway.pipeline.ingest import Pipeline
 from gateway.recognizer.microbatch import MicroBatcher
+from gateway.recognizer.remote import WorkerProcess
 from gateway.router import MqttSnRouter
 
 __all__ = ["BatchedRecognizer", "GatewaySource", "LoadedModel", "RecognizerModeSource"]
@@ -50,6 +51,11 @@ class BatchedRecognizer(Protocol):
 
     @property
     def batcher(self) -> MicroBatcher[Any, Any]: ...
+
+    @property
+    def worker(self) -> WorkerProcess | None:
+        """The worker process that runs the batches, if the recogniser has one."""
+        ...
 
 
 class GatewaySource(Protocol):

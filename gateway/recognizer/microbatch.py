@@ -3,9 +3,11 @@
 ``submit`` queues an item and waits for its result; the service loop ``run`` (owned by the
 application's TaskGroup) takes up to ``max_batch`` queued items once the first of them has waited
 ``window_ms`` (or at once when a full batch is queued) and runs ``predict_fn`` on them in a worker
-thread, never on the event loop. The queue is bounded: a submit that finds ``max_queue`` items
-waiting raises `RecognizerOverloaded` and is counted. When ``run`` is cancelled, every future it
-still owes is cancelled too, and it leaves no task behind.
+thread, never on the event loop; with ``offload``, a batch goes there first (e.g. to a worker
+process) and to ``predict_fn`` only when ``offload`` declines it. The queue is bounded: a
+submit that finds ``max_queue`` items waiting raises `RecognizerOverloaded` and is counted.
+When ``run`` is cancelled, every future it still owes is cancelled too, and it leaves no task
+behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -59,14 +61,16 @@ class Histogram:
 
 @dataclass
 class BatcherStats:
-    """Counters of a `MicroBatcher` (monotonic); the histograms get one observation per batch:
-    its size and the seconds its predict call took (thread hand-off included)."""
+    """Counters of a `MicroBatcher` (monotonic; ``offloaded``: batches ``offload`` took); the
+    histograms get one observation per batch: its size and the seconds its predict call took
+    (thread or process hand-off included)."""
 
     submitted: int = 0
     overflows: int = 0
     batches: int = 0
     items: int = 0
     failures: int = 0
+    offloaded: int = 0
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_SECONDS_BOUNDS))
     batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BOUNDS))
 
@@ -82,13 +86,17 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int = 64,
         max_queue: int = 10_000,
         concurrency: int = 1,
+        offload: Callable[[list[T]], Awaitable[Sequence[R]] | None] | None = None,
     ) -> None:
-        """``concurrency``: batches allowed to run at the same time (one worker thread each)."""
+        """``concurrency``: batches allowed to run at the same time (one worker thread each).
+        ``offload``: takes a batch and returns an awaitable of its results, or None to have
+        ``predict_fn`` run it in a thread."""
         if window_ms < 0 or not math.isfinite(window_ms):
             raise ValueError(f"window_ms must be finite and >= 0, got {window_ms}")
         if max_batch < 1 or max_queue < 1 or concurrency < 1:
             raise ValueError("max_batch, max_queue and concurrency must be >= 1")
         self._predict = predict_fn
+        self._offload = offload
         self._window = window_ms / 1000.0
         self._max_batch = max_batch
         self._max_queue = max_queue
@@ -148,9 +156,14 @@ class MicroBatcher(Generic[T, R]):
             items = [item for item, _ in batch]
             started = time.perf_counter()
             try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    executor, self._predict, items
-                )
+                offloaded = self._offload(items) if self._offload is not None else None
+                if offloaded is not None:
+                    self.stats.offloaded += 1
+                    results = await offloaded
+                else:
+                    results = await asyncio.get_running_loop().run_in_executor(
+                        executor, self._predict, items
+                    )
                 if len(results) != len(items):
                     raise RuntimeError(
                         f"predict_fn returned {len(results)} results for {len(items)} items"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +155,20 @@ async def test_recognizer_histograms_are_cumulative_with_count_and_sum() -> None
         time.sleep(0.002)
         return [len(item) for item in items]
 
-    batcher: MicroBatcher[str, int] = MicroBatcher(predict, window_ms=20, max_batch=3)
+    def offload(items: list[str]) -> asyncio.Future[list[int]] | None:
+        """A stand-in worker process that takes the batch starting with "b" only."""
+        if items[0] != "b":
+            return None
+        answer: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        answer.set_result([len(item) for item in items])
+        return answer
+
+    batcher: MicroBatcher[str, int] = MicroBatcher(
+        predict, window_ms=20, max_batch=3, offload=offload
+    )
     model = SimpleNamespace(version="v1", sha256="ab" * 32, manifest={"name": "intent_text"})
-    recognizer = SimpleNamespace(model=model, batcher=batcher)
+    worker = SimpleNamespace(ready=True, counters=Counter(exits=2))
+    recognizer = SimpleNamespace(model=model, batcher=batcher, worker=worker)
     async with asyncio.TaskGroup() as tg:
         service = tg.create_task(batcher.run())
         await batcher.submit("a")
@@ -172,8 +184,11 @@ async def test_recognizer_histograms_are_cumulative_with_count_and_sum() -> None
     assert samples['egw_recognizer_batch_size_items_sum{model="intent_text"}'] == 7
     latency = 'egw_recognizer_batch_duration_seconds_%s{model="intent_text"}'
     assert samples[latency % "count"] == 3
-    assert samples[latency % "sum"] >= 3 * 0.002
+    assert samples[latency % "sum"] >= 2 * 0.002  # the two batches predict ran
     assert samples['egw_recognizer_requests_total{model="intent_text"}'] == 7
+    assert samples['egw_recognizer_worker_batches_total{model="intent_text"}'] == 1
+    assert samples['egw_recognizer_worker_up{model="intent_text"}'] == 1
+    assert samples['egw_recognizer_worker_exits_total{model="intent_text"}'] == 2
     assert samples[
         f'egw_model_info{{model="intent_text",sha256="{"ab" * 32}",version="v1"}}'
     ] == 1
