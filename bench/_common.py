@@ -323,6 +323,27 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def child_pids(pid: int | None) -> list[int]:
+    """The direct children of a process (e.g. the gateway's recogniser worker)."""
+    if pid is None:
+        return []
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    """`cpu_seconds` of a process plus its live direct children (its worker processes)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(cpu_seconds(child) or 0.0 for child in child_pids(pid))
+
+
 def sched_wait_seconds(pid: int | None) -> float | None:
     """Seconds the threads of a process were runnable but waited for a CPU (task/*/schedstat).
 

@@ -64,6 +64,7 @@ _U8U16U16 = Struct("!BHH")
 _QOS_FROM_BITS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE, QoS.MINUS_ONE)
 _QOS_TO_BITS = {QoS.AT_MOST_ONCE: 0, QoS.AT_LEAST_ONCE: 1, QoS.EXACTLY_ONCE: 2, QoS.MINUS_ONE: 3}
 _RETURN_CODES = {int(code): code for code in ReturnCode}
+_TOPIC_ID_TYPES = (TopicIdType.NORMAL, TopicIdType.PREDEFINED, TopicIdType.SHORT_NAME)
 
 
 class MalformedPacket(ValueError):
@@ -134,7 +135,7 @@ def _topic_id_type(flags: int) -> TopicIdType:
     bits = flags & FLAG_TOPIC_ID_TYPE_MASK
     if bits == 0b11:
         raise MalformedPacket("reserved_topic_id_type")
-    return TopicIdType(bits)
+    return _TOPIC_ID_TYPES[bits]
 
 
 def _qos(flags: int) -> QoS:

@@ -147,11 +147,19 @@ class RuleEngine:
     def _cooled_down(
         self, actuator_id: str, command: dict[str, Any], cooldown: float, now: float
     ) -> bool:
-        key = (actuator_id, json.dumps(command, sort_keys=True))
+        key = (actuator_id, _command_key(command))
         if now - self._last_sent.get(key, float("-inf")) < cooldown:
             return False
         self._last_sent[key] = now
         return True
+
+
+def _command_key(command: Mapping[str, Any]) -> str:
+    """A canonical text of the command, for de-duplication (True, 1 and 1.0 stay distinct)."""
+    items = sorted(command.items())
+    if all(value is None or isinstance(value, str | int | float) for _, value in items):
+        return repr(items)  # flat commands, the usual ones: cheaper than JSON
+    return json.dumps(command, sort_keys=True)
 
 
 def _fill(command: Mapping[str, Any], slots: Mapping[str, str]) -> dict[str, Any]:
