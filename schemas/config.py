@@ -188,7 +188,10 @@ class RecognizerConfig(_Section):
         description="Below this confidence the intent is 'other'; empty = the model's own.",
     )
     batch_window_ms: float = Field(
-        0.5, ge=0.0, description="How long a request waits for others to share its batch."
+        0.0, ge=0.0,
+        description="How long a batch's first request waits for others to join it; 0 = a"
+        " batch is what queued while the previous batches ran (uvloop's timers are whole"
+        " milliseconds: a smaller window waits about 1 ms).",
     )
     max_batch: int = Field(64, ge=1, description="Largest batch handed to the model at once.")
     max_queue: int = Field(
