@@ -34,6 +34,7 @@ HOT_PATH = [
     "gateway/rules/engine.py",
     "gateway/mqttsn/codec.py",
     "gateway/mqttsn/core.py",
+    "gateway/mqttsn/events.py",
     "gateway/mqttsn/packets.py",
     "gateway/mqttsn/ratelimit.py",
     "gateway/mqttsn/session.py",
@@ -42,6 +43,7 @@ HOT_PATH = [
     "gateway/router.py",
     "gateway/topics.py",
     "gateway/bridge/publish_codec.py",
+    "gateway/bridge/packet_reader.py",
 ]
 
 

@@ -73,7 +73,8 @@ class SpoolingLink:
         self._acked: list[int] = []
         self._seq = count(first_seq())
         self._settled = asyncio.Event()
-        self._live: dict[asyncio.Future[None], SpoolMessage] = {}  # held by the link, unsettled
+        # held by the link, unsettled: (topic, payload, qos, retain, seq)
+        self._live: dict[asyncio.Future[None], tuple[str, bytes, int, bool, int]] = {}
         self.spool_counters: Counter[str] = Counter()
 
     @property
@@ -117,9 +118,8 @@ class SpoolingLink:
                 self.spool_counters["spooled_link_full"] += 1
             else:
                 if sent is not None:
-                    self._live[sent] = SpoolMessage(
-                        spool_class(topic), topic, payload, qos, retain, self._gateway_id, seq
-                    )
+                    # The SpoolMessage is made only if it has to be spooled (rarely).
+                    self._live[sent] = (topic, payload, qos, retain, seq)
                     sent.add_done_callback(self._settle_live)
                 return sent
         elif self._live:
@@ -143,12 +143,15 @@ class SpoolingLink:
         """Spool the live publishes a dropped connection left with the link (see the module
         docstring); each link future resolves once its copy is committed."""
         loop = asyncio.get_running_loop()
-        for sent, message in list(self._live.items()):
+        for sent, (topic, payload, qos, retain, seq) in list(self._live.items()):
             if len(self._writes) >= _MAX_WRITE_BACKLOG:
                 return  # the link still holds them and delivers them after the reconnect
             del self._live[sent]
             if sent.done():
                 continue
+            message = SpoolMessage(
+                spool_class(topic), topic, payload, qos, retain, self._gateway_id, seq
+            )
             committed: asyncio.Future[None] = loop.create_future()
             committed.add_done_callback(partial(self._rescued, sent))
             self._writes.append((message, committed))

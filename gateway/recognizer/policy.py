@@ -29,13 +29,19 @@ SAFE_ACTION = "safe_action"
 """`Recognition.recognizer` when the configured safe intent replaced a failed escalation."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class Recognition:
-    """The intent that decides, who recognised it and with which model version."""
+    """The intent that decides, who recognised it and with which model version. One per
+    command: not frozen, with its own __init__ (see `gateway.mqttsn.packets.Publish`)."""
 
     intent: Intent
     recognizer: str
     model_version: str
+
+    def __init__(self, intent: Intent, recognizer: str, model_version: str) -> None:
+        self.intent = intent
+        self.recognizer = recognizer
+        self.model_version = model_version
 
 
 class TextRecognizer(Protocol):

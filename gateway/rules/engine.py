@@ -19,10 +19,16 @@ _ROOM_SEPARATORS = re.compile(r"[\s\-]+")
 _SLOT_TEMPLATE = re.compile(r"\{([a-z_]+)\}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class PlannedCommand:
+    """One per decided command: not frozen, with its own __init__ (see `packets.Publish`)."""
+
     actuator_id: str
     command: dict[str, Any]
+
+    def __init__(self, actuator_id: str, command: dict[str, Any]) -> None:
+        self.actuator_id = actuator_id
+        self.command = command
 
 
 @dataclass(frozen=True, slots=True)
