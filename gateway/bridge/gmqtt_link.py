@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import gmqtt
 import structlog
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from gmqtt.mqtt.package import Package
 
 from gateway.bridge.link import (
     COUNTER_NAMES,
@@ -31,6 +33,7 @@ from gateway.bridge.link import (
     ResponseHandler,
     backoff_delays,
 )
+from gateway.bridge.packet_reader import split_packets
 from gateway.bridge.publish_codec import encode_properties, encode_publish
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable, ConfigError
@@ -154,8 +157,27 @@ class _Session:
             raise _ConnectFailed(repr(error), fallback=False)
         if self.lost.is_set():
             raise _ConnectFailed("closed right after CONNACK", fallback=False)
-        self._transport = self._client._connection._transport
-        self._ids = self._client._connection._protocol.id_generator
+        connection = self._client._connection
+        self._transport = connection._transport
+        protocol = connection._protocol
+        self._ids = protocol.id_generator
+        # From now on gmqtt's read loop frames packets with `split_packets`: PUBACKs come here
+        # directly, everything else goes to gmqtt's handler as before.
+        protocol._read_packet = partial(
+            self._read_packets, connection, protocol.id_generator.free_id
+        )
+
+    def _read_packets(self, connection: Any, free_id: Callable[[int], None], data: bytes) -> int:
+        connection._last_data_in = time.monotonic()  # gmqtt's keep-alive reads it
+        return split_packets(
+            data,
+            partial(self._on_puback, free_id),
+            lambda command, body: connection.put_package(Package(command, body)),
+        )
+
+    def _on_puback(self, free_id: Callable[[int], None], mid: int) -> None:
+        free_id(mid)
+        self._link._on_ack(self, mid)
 
     @property
     def write_buffer_size(self) -> int:
