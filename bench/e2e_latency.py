@@ -197,6 +197,7 @@ def actuator_main(conn: Any, port: int, broker: tuple[str, int]) -> None:
         if message == "snapshot":
             conn.send({"arrivals": list(arrivals), "telemetry": telemetry[0], "errors": errors})
             arrivals.clear()
+            telemetry[0] = 0  # per run, like the arrivals
         elif message == "stop":
             break
     stop.set()

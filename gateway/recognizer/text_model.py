@@ -358,12 +358,19 @@ class TextIntentModel:
 
     def predict(self, texts: Sequence[str]) -> list[Intent]:
         """One `Intent` per text (batched: one onnxruntime call); slots only for smart-home."""
+        return [
+            Intent(name=name, confidence=confidence, slots=slots)
+            for name, confidence, slots in self.predict_fields(texts)
+        ]
+
+    def predict_fields(self, texts: Sequence[str]) -> list[tuple[str, float, dict[str, str]]]:
+        """`predict`'s (name, confidence, slots) per text, without building the models (the
+        worker process sends these; the gateway validates them into `Intent`s)."""
         decided = self.decide(self.predict_proba(texts))
-        intents: list[Intent] = []
-        for text, (name, confidence) in zip(texts, decided, strict=True):
-            slots = self.slots.extract_dict(text) if name != OTHER else {}
-            intents.append(Intent(name=name, confidence=round(confidence, 4), slots=slots))
-        return intents
+        return [
+            (name, round(confidence, 4), self.slots.extract_dict(text) if name != OTHER else {})
+            for text, (name, confidence) in zip(texts, decided, strict=True)
+        ]
 
     def __repr__(self) -> str:
         return (
