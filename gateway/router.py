@@ -60,8 +60,8 @@ class MqttSnRouter:
 
     def deliver(self, topic: str, payload: bytes, qos: int, retain: bool, replay: bool) -> None:
         """A bus message: to every subscribed MQTT-SN client."""
-        self._core.deliver(topic, payload, qos, retain, self._loop.time(), replay=replay)
-        self.flush()
+        if self._core.deliver(topic, payload, qos, retain, self._loop.time(), replay=replay):
+            self.flush()  # only when a client got it: most bus messages have no MQTT-SN reader
 
     def _on_published(self, event: MessagePublished) -> None:
         if event.will:

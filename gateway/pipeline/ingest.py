@@ -43,8 +43,7 @@ class OccupancyRecognizer(Protocol):
     """Room readings -> (occupied, probability), asynchronously; None if features are missing."""
 
     version: str
-
-    def wants(self, features: Mapping[str, object]) -> bool: ...
+    required: frozenset[str]  # the reading names (`reading_key`) the model needs, all of them
 
     def submit(self, features: Mapping[str, object]) -> asyncio.Future[tuple[bool, float] | None]:
         """Raises Overloaded when the recogniser's queue is full."""
@@ -135,10 +134,13 @@ class Pipeline:
 
     def _submit_occupancy(self, occupancy: OccupancyRecognizer, batch: TelemetryBatch) -> None:
         """Room state comes back later; a change of state becomes a decision (not the answer)."""
+        required = occupancy.required
+        if len(batch.readings) < len(required):
+            return  # most telemetry: cannot name them all
         features = {
             reading_key(r.name): r.value for r in batch.readings if r.value is not None
         }
-        if not occupancy.wants(features):
+        if not required <= features.keys():
             return
         try:
             future = occupancy.submit(features)

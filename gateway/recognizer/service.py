@@ -92,7 +92,7 @@ class OccupancyRecognizer:
     def __init__(self, model: OccupancyModel, config: RecognizerConfig) -> None:
         self.model = model
         self.version = model.version
-        self._required = frozenset(model.required)
+        self.required = frozenset(model.required)  # see `OccupancyRecognizer` in pipeline
         self.batcher: MicroBatcher[Mapping[str, object], Occupancy | None] = MicroBatcher(
             model.predict,
             window_ms=config.batch_window_ms,
@@ -103,10 +103,6 @@ class OccupancyRecognizer:
     @classmethod
     async def load(cls, config: RecognizerConfig) -> OccupancyRecognizer:
         return cls(await asyncio.to_thread(OccupancyModel.load), config)
-
-    def wants(self, features: Mapping[str, object]) -> bool:
-        """Whether these readings carry everything the model needs."""
-        return self._required <= features.keys()
 
     def submit(self, features: Mapping[str, object]) -> asyncio.Future[Occupancy | None]:
         return self.batcher.submit_nowait(features)
