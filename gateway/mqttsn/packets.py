@@ -9,6 +9,7 @@ either a topic name (str, normal or short) or a predefined topic id (int).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from gateway.mqttsn.constants import MsgType, QoS, ReturnCode, TopicIdType
 
@@ -103,7 +104,9 @@ class Publish:
     topic_id_type: TopicIdType
     dup: bool
     retain: bool
-    msg_type = MsgType.PUBLISH
+    # ClassVar: compiled by mypyc, a plain class attribute would become a dataclass field (and
+    # an argument `dataclasses.replace` passes to __init__).
+    msg_type: ClassVar[MsgType] = MsgType.PUBLISH
 
     def __init__(  # noqa: PLR0917 - the signature the generated __init__ had
         self,
