@@ -36,7 +36,7 @@ from gateway.bridge.link import (
 from gateway.bridge.packet_reader import split_packets
 from gateway.bridge.publish_codec import encode_properties, encode_publish
 from gateway.config import Settings
-from gateway.errors import BrokerUnavailable, ConfigError
+from gateway.errors import BrokerRefused, BrokerUnavailable, ConfigError
 from gateway.topics import (
     add_mountpoint,
     strip_mountpoint,
@@ -52,6 +52,7 @@ STATUS_TOPIC = "gateway/status"
 CONNECT_TIMEOUT = 10.0
 MAX_WRITE_BUFFER = 4 << 20  # bytes queued in the socket transport before QoS 0 is shed
 MAX_PAYLOAD = (256 << 20) - (128 << 10)  # MQTT's 256 MiB packet limit minus header room
+_FIRST_FAILURE_REASON = 0x80  # MQTT 5.0 §2.4: reason codes from 0x80 are failures
 _REFUSED_PROTOCOL = frozenset({1, 132})  # CONNACK: unacceptable / unsupported protocol version
 
 
@@ -175,9 +176,9 @@ class _Session:
             lambda command, body: connection.put_package(Package(command, body)),
         )
 
-    def _on_puback(self, free_id: Callable[[int], None], mid: int) -> None:
+    def _on_puback(self, free_id: Callable[[int], None], mid: int, reason: int) -> None:
         free_id(mid)
-        self._link._on_ack(self, mid)
+        self._link._on_ack(self, mid, reason)
 
     @property
     def write_buffer_size(self) -> int:
@@ -617,15 +618,26 @@ class GmqttLink:
         return len(self._inflight) + len(self._ops_inflight)
 
     # ------------------------------------------------------------------ gmqtt callbacks
-    def _on_ack(self, session: _Session, mid: int) -> None:
+    def _on_ack(self, session: _Session, mid: int, reason: int = 0) -> None:
+        """PUBACK (with its MQTT v5 reason code) or PUBCOMP for a publish in flight."""
         if session is not self._session:
             return
         message = self._inflight.pop(mid, None)
         if message is None:
             return
-        self._counters["acked"] += 1
-        if message.future is not None and not message.future.done():
-            message.future.set_result(None)
+        future = message.future
+        if reason >= _FIRST_FAILURE_REASON:
+            refused = self._counters["refused_by_broker"] = self._counters["refused_by_broker"] + 1
+            if refused & (refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a refusal can be steady
+                log.warning("broker_refused_publish", topic=message.topic,
+                            reason_code=f"0x{reason:02x}", refused=refused)
+            if future is not None and not future.done():
+                future.set_exception(BrokerRefused(message.topic, reason))
+                future.exception()  # retrieved: publishers that do not wait must not log it
+        else:
+            self._counters["acked"] += 1
+            if future is not None and not future.done():
+                future.set_result(None)
         self._pump()
 
     def _on_sub_done(self, session: _Session, mid: int, codes: tuple[int, ...]) -> None:

@@ -19,6 +19,7 @@ COUNTER_NAMES = (
     "dropped_disconnected_qos0",
     "dropped_backpressure_qos0",
     "refused_pending_full",
+    "refused_by_broker",
     "failed_on_stop",
     "connects",
     "reconnects",

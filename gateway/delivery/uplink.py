@@ -28,7 +28,7 @@ from itertools import count
 import structlog
 
 from gateway.bridge.link import BrokerLink
-from gateway.errors import BrokerUnavailable
+from gateway.errors import BrokerRefused, BrokerUnavailable
 from gateway.sequence import first_seq
 from gateway.spool import Row, Spool, SpoolFull, SpoolMessage, TokenBucket
 
@@ -273,6 +273,11 @@ class SpoolingLink:
         self._in_flight.discard(row_id)
         if not done.cancelled() and done.exception() is None:
             self._acked.append(row_id)  # deleted in the next batch; until then still stored
+        elif not done.cancelled() and isinstance(done.exception(), BrokerRefused):
+            # The broker will not take it as it is; kept, it would come back at the head of
+            # every replay batch and hold the rest of the backlog behind it.
+            self.spool_counters["refused_by_broker"] += 1
+            self._acked.append(row_id)
         if not self._in_flight:
             self._settled.set()
 

@@ -37,6 +37,7 @@ _MQTTSN_TYPES: Final = tuple(t.name for t in MsgType)
 # The broker link's counters that are a message dropped or refused.
 _BRIDGE_DROPS: Final = (
     "dropped_disconnected_qos0", "dropped_backpressure_qos0", "refused_pending_full",
+    "refused_by_broker",
     "failed_on_stop", "inbound_echo_dropped", "inbound_outside_mountpoint",
 )
 
@@ -203,7 +204,7 @@ class GatewayCollector(Collector):
             for key, value in source.pipeline.decider.counters.items():
                 found["pipeline", key] += value
         if source.uplink is not None:
-            for key in ("refused_write_backlog", "delete_failed"):
+            for key in ("refused_write_backlog", "delete_failed", "refused_by_broker"):
                 found["spool", key] += source.uplink.spool_counters.get(key, 0)
         snapshot = self._spool.snapshot
         if snapshot is not None:

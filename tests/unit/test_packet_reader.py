@@ -19,7 +19,9 @@ def frame(command: int, body: bytes) -> bytes:
 def ours(data: bytes) -> tuple[int, list[tuple[int, Any]]]:
     seen: list[tuple[int, Any]] = []
     used = split_packets(
-        data, lambda mid: seen.append((PUBACK, mid)), lambda c, b: seen.append((c, bytes(b)))
+        data,
+        lambda mid, reason: seen.append((PUBACK, (mid, reason))),
+        lambda c, b: seen.append((c, bytes(b))),
     )
     return used, seen
 
@@ -42,8 +44,9 @@ def test_spec_vectors() -> None:
     puback_v311 = bytes.fromhex("40 02 12 34")
     puback_v5_refused = bytes.fromhex("40 03 00 07 97")  # reason code 0x97: quota exceeded
     pingresp = bytes.fromhex("d0 00")
-    assert ours(puback_v311 + pingresp) == (6, [(PUBACK, 0x1234), (0xD0, b"")])
-    assert ours(puback_v5_refused) == (5, [(PUBACK, 7)])
+    assert ours(puback_v311 + pingresp) == (6, [(PUBACK, (0x1234, 0)), (0xD0, b"")])
+    assert ours(puback_v5_refused) == (5, [(PUBACK, (7, 0x97))])
+    assert ours(bytes.fromhex("40 04 00 08 10 00")) == (6, [(PUBACK, (8, 0x10))])  # + properties
     assert ours(puback_v311[:3]) == (0, [])  # incomplete: nothing consumed
     assert ours(bytes.fromhex("40"))[0] == 0
     publish = frame(0x30, b"\x00\x01t" + b"x" * 200)  # a two-byte remaining length (203)
@@ -80,6 +83,7 @@ def test_the_same_packets_as_gmqtt_from_any_prefix(
     gm_used, gm_seen = gmqtts(data)
     assert used == gm_used
     assert seen == [
-        (command, int.from_bytes(body[:2], "big") if command == PUBACK else body)
+        (command, (int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0)
+         if command == PUBACK else body)
         for command, body in gm_seen
     ]
