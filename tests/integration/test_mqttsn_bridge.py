@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import cbor2
 import pytest
 from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMessage
 
+from gateway.app import Gateway
 from gateway.mqttsn.constants import QoS, ReturnCode
 from gateway.mqttsn.packets import PubAck, Publish, RegAck, Register
 from schemas import TelemetryBatch
@@ -333,66 +335,64 @@ def _refusing_broker(directory: Path) -> MosquittoProcess:
     return MosquittoProcess(directory, extra_config=f"acl_file {acl}\n")
 
 
+@contextlib.asynccontextmanager
+async def _sensor_on_refusing_broker(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[MosquittoProcess, Gateway, UdpMqttSnClient, int, int]]:
+    """Broker, gateway connected to it, and a sensor with topic ids for a denied and an
+    allowed topic."""
+    broker = _refusing_broker(tmp_path / "broker")
+    broker.start()
+    try:
+        async with (
+            running_gateway(gateway_settings(tmp_path / "gw", broker.url)) as gateway,
+            UdpMqttSnClient(address(gateway)) as sensor,
+        ):
+            await broker_connected(gateway)
+            await sensor.connect("sensor")
+            denied = await sensor.register("sensors/denied/raw")
+            allowed = await sensor.register("sensors/allowed/raw")
+            yield broker, gateway, sensor, denied, allowed
+    finally:
+        broker.stop()
+
+
 async def test_a_publish_the_broker_refuses_is_not_acknowledged_as_safe(tmp_path: Path) -> None:
     """A v5 PUBACK with a failure reason code is not an acknowledgement: the sensor's QoS 1
     publish gets *congestion*, the refusal is counted, the next allowed publish is accepted."""
-    broker = _refusing_broker(tmp_path / "broker")
-    broker.start()
-    try:
-        async with (
-            running_gateway(gateway_settings(tmp_path / "gw", broker.url)) as gateway,
-            UdpMqttSnClient(address(gateway)) as sensor,
-        ):
-            await broker_connected(gateway)
-            await sensor.connect("sensor")
-            denied = await sensor.register("sensors/denied/raw")
-            allowed = await sensor.register("sensors/allowed/raw")
-            msg_id = await sensor.publish(denied, b"refused", qos=1, wait=False)
-            ack = await sensor.expect(PubAck, timeout=5)
-            assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.CONGESTION)
-            msg_id = await sensor.publish(allowed, b"taken", qos=1, wait=False)
-            ack = await sensor.expect(PubAck, timeout=5)
-            assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.ACCEPTED)
-            assert gateway.bus is not None
-            assert gateway.bus.link.counters["refused_by_broker"] == 1
-    finally:
-        broker.stop()
+    async with _sensor_on_refusing_broker(tmp_path) as (_, gateway, sensor, denied, allowed):
+        msg_id = await sensor.publish(denied, b"refused", qos=1, wait=False)
+        ack = await sensor.expect(PubAck, timeout=5)
+        assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.CONGESTION)
+        msg_id = await sensor.publish(allowed, b"taken", qos=1, wait=False)
+        ack = await sensor.expect(PubAck, timeout=5)
+        assert (ack.msg_id, ack.return_code) == (msg_id, ReturnCode.ACCEPTED)
+        assert gateway.bus is not None
+        assert gateway.bus.link.counters["refused_by_broker"] == 1
 
 
 async def test_a_spooled_message_the_broker_refuses_does_not_block_the_replay(
-    tmp_path: Path, mqtt_recorder: Recorder
+    tmp_path: Path,
 ) -> None:
     """Spooled during an outage, a refused message is dropped from the spool (counted) when the
     broker refuses its replay; what was spooled after it is still delivered."""
-    broker = _refusing_broker(tmp_path / "broker")
-    broker.start()
-    try:
-        async with (
-            running_gateway(gateway_settings(tmp_path / "gw", broker.url)) as gateway,
-            UdpMqttSnClient(address(gateway)) as sensor,
-        ):
-            assert gateway.uplink is not None
-            await broker_connected(gateway)
-            await sensor.connect("sensor")
-            denied = await sensor.register("sensors/denied/raw")
-            allowed = await sensor.register("sensors/allowed/raw")
-            await asyncio.to_thread(broker.stop)
-            await broker_disconnected(gateway)
-            await sensor.publish(denied, b"refused", qos=1)  # PUBACKed: safe in the spool
-            # Retained: the recorder gets it whether it subscribes before or after the replay.
-            await sensor.publish(allowed, b"after", qos=1, retain=True)
-            await asyncio.to_thread(broker.start)
-            recorder = MqttRecorder(broker.host, broker.port, "edge/site1/sensors/#", 1).start()
-            try:
-                await recorder.wait_for_async(1, within=10)
-                counters = gateway.uplink.spool_counters
-                for _ in range(100):
-                    if counters["refused_by_broker"]:
-                        break
-                    await asyncio.sleep(0.05)
-                assert [m.payload for m in recorder.messages] == [b"after"]
-                assert counters["refused_by_broker"] == 1
-            finally:
-                recorder.stop()
-    finally:
-        broker.stop()
+    async with _sensor_on_refusing_broker(tmp_path) as (broker, gateway, sensor, denied, allowed):
+        assert gateway.uplink is not None
+        await asyncio.to_thread(broker.stop)
+        await broker_disconnected(gateway)
+        await sensor.publish(denied, b"refused", qos=1)  # PUBACKed: safe in the spool
+        # Retained: the recorder gets it whether it subscribes before or after the replay.
+        await sensor.publish(allowed, b"after", qos=1, retain=True)
+        await asyncio.to_thread(broker.start)
+        recorder = MqttRecorder(broker.host, broker.port, "edge/site1/sensors/#", 1).start()
+        try:
+            await recorder.wait_for_async(1, within=10)
+            counters = gateway.uplink.spool_counters
+            for _ in range(100):
+                if counters["refused_by_broker"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert [m.payload for m in recorder.messages] == [b"after"]
+            assert counters["refused_by_broker"] == 1
+        finally:
+            recorder.stop()
