@@ -48,9 +48,12 @@ class _Channel(asyncio.SubprocessProtocol):
         self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def send(self, texts: Sequence[str]) -> asyncio.Future[list[Intent]]:
+        future: asyncio.Future[list[Intent]] = asyncio.get_running_loop().create_future()
+        if self.exited.done():  # gone, and its supervisor has not noticed yet
+            future.set_exception(WorkerFailed("the recognizer worker has exited"))
+            return future
         assert self.transport is not None
         stdin = cast(asyncio.WriteTransport, self.transport.get_pipe_transport(0))
-        future: asyncio.Future[list[Intent]] = asyncio.get_running_loop().create_future()
         stdin.write(encode_frame(list(texts)))
         self.waiting.append(future)
         return future

@@ -1,4 +1,5 @@
-"""Frames between the gateway and its recogniser worker: any split decodes, bad frames fail."""
+"""Frames between the gateway and its recogniser worker: any split decodes, bad frames fail;
+the channel fails a batch at once when the worker is gone."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.recognizer.frames import HEADER, MAX_FRAME, FrameDecoder, FrameError, encode_frame
+from gateway.recognizer.remote import WorkerFailed, _Channel
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -44,3 +46,12 @@ def test_an_undecodable_body_is_a_frame_error() -> None:
     with pytest.raises(FrameError, match="undecodable"):
         list(FrameDecoder().feed(HEADER.pack(len(body)) + body))
     assert cbor2.loads(encode_frame({"ok": []})[HEADER.size:]) == {"ok": []}
+
+
+async def test_a_batch_sent_after_the_worker_exited_fails_at_once() -> None:
+    """Between the worker's exit and its supervisor noticing, a batch must not wait forever."""
+    channel = _Channel()
+    channel.exited.set_result(-9)
+    answer = channel.send(["turn off the kitchen lights"])
+    assert answer.done() and isinstance(answer.exception(), WorkerFailed)
+    assert not channel.waiting
