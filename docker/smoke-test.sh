@@ -16,7 +16,8 @@
 #    gateway, bridged to that broker, cloud enabled). Checks that the image's gateway has its hot
 #    path compiled by mypyc (the Dockerfile's default), that the gateway runs as a non-root
 #    user, answers CoAP GET /.well-known/core, passes the image's own HEALTHCHECK command, answers
-#    GET /healthz with 200, and turns a CoAP text command into a decision on edge/smoke/decisions/.
+#    GET /healthz with 200, has its recogniser worker process ready (/metrics, same uid), and
+#    turns a CoAP text command into a decision on edge/smoke/decisions/.
 # 5. Sends SIGTERM to the gateway and checks that it exits with status 0 within 10 s; stops the
 #    cloud recognizer and checks that it answered the gateway's heartbeats.
 # Every process, container and image it created is removed on the way out, success or failure.
@@ -306,6 +307,28 @@ with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=5
     print(f"GET /healthz: {response.status} {body[:200]}")
     sys.exit(0 if response.status == 200 else 1)
 EOF
+# The text recogniser's worker process (EGW_RECOGNIZER__WORKER=process, the default) runs as a
+# child of the gateway, as the same user, and reports ready on /metrics.
+python3 - "$http_port" <<'EOF' || fail "the recogniser's worker process did not get ready"
+import sys, time, urllib.request
+deadline = time.monotonic() + 30
+while True:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5) as response:
+        text = response.read().decode("utf-8", "replace")
+    up = [line for line in text.splitlines() if line.startswith("egw_recognizer_worker_up{")]
+    if up and up[0].rstrip().endswith(" 1.0"):
+        print(f"/metrics: {up[0]}")
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print(f"/metrics: {up}", file=sys.stderr)
+        sys.exit(1)
+    time.sleep(0.5)
+EOF
+worker_pid=$(find_python "$gateway_pid" gateway.recognizer.worker) \
+    || fail "no recogniser worker process under the gateway"
+worker_uid=$(awk '/^Uid:/ {print $2}' "/proc/$worker_pid/status")
+echo "recogniser worker pid $worker_pid, uid $worker_uid"
+[ "$worker_uid" = "$gateway_uid" ] || fail "the worker runs as uid $worker_uid"
 
 section "on the broker: cloud heartbeat answers, a decision for a text command"
 # The first line of the `edge/#` subscriber's output that starts with topic $1, within 20 s.
