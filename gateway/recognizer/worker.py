@@ -29,6 +29,7 @@ from gateway.recognizer.frames import HEADER, MAX_FRAME, FrameError, encode_fram
 
 __all__ = ["main"]
 
+
 def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     data = stream.read(size)
     if len(data) < size:
