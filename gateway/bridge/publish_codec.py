@@ -21,8 +21,15 @@ _MAX_REMAINING = 268_435_455  # the largest variable byte integer (four bytes)
 _U16 = struct.Struct("!H")
 
 
+_ONE_BYTE = tuple(bytes((value,)) for value in range(128))
+
+
 def variable_byte_integer(value: int) -> bytes:
     """MQTT 5.0 §1.5.5 (3.1.1 §2.2.3: "remaining length"): 7 bits per byte, low first."""
+    if 0 <= value < 128:
+        return _ONE_BYTE[value]  # property blocks and small packets: most calls
+    if 128 <= value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     if not 0 <= value <= _MAX_REMAINING:
         raise ValueError(f"{value} does not fit a variable byte integer")
     out = bytearray()
@@ -49,9 +56,19 @@ def encoded_topic(topic: str) -> bytes:
     return _utf8(topic)
 
 
-@lru_cache(maxsize=256)
+_NAMES_CACHED = 256
+_name_heads: dict[str, bytes] = {}  # a bounded memo of a pure function, like lru_cache
+
+
 def _user_property_name(name: str) -> bytes:
-    return bytes((_USER_PROPERTY,)) + _utf8(name)
+    """The property identifier and the name, encoded (memoised: a gateway uses a few names;
+    a plain dict, cheaper than lru_cache on a path that runs for every publish)."""
+    head = _name_heads.get(name)
+    if head is None:
+        head = bytes((_USER_PROPERTY,)) + _utf8(name)
+        if len(_name_heads) < _NAMES_CACHED:
+            _name_heads[name] = head
+    return head
 
 
 def encode_properties(
@@ -60,16 +77,20 @@ def encode_properties(
 ) -> bytes:
     """A PUBLISH property block (MQTT 5.0 §3.3.2.3): its length, then response topic and
     correlation data (``reply``), then user properties in the mapping's order."""
-    body = bytearray()
+    parts: list[bytes] = []
     if reply is not None:
         response_topic, correlation = reply
-        body += bytes((_RESPONSE_TOPIC,)) + _utf8(response_topic)
         if len(correlation) > 0xFFFF:
             raise ValueError("correlation data longer than 65,535 bytes")
-        body += bytes((_CORRELATION_DATA,)) + _U16.pack(len(correlation)) + correlation
+        parts += (
+            bytes((_RESPONSE_TOPIC,)), _utf8(response_topic),
+            bytes((_CORRELATION_DATA,)), _U16.pack(len(correlation)), correlation,
+        )
     if user:
         for name, value in user.items():
-            body += _user_property_name(name) + _utf8(value)
+            parts.append(_user_property_name(name))
+            parts.append(_utf8(value))
+    body = b"".join(parts)
     return variable_byte_integer(len(body)) + body
 
 
@@ -96,7 +117,7 @@ def encode_publish(
         remaining += 2
     if properties is not None:
         remaining += len(properties)
-    parts = [bytes((head,)), variable_byte_integer(remaining), name]
+    parts = [_ONE_BYTE[head], variable_byte_integer(remaining), name]  # head: 0x30-0x3f
     if qos:
         parts.append(_U16.pack(packet_id))
     if properties is not None:
