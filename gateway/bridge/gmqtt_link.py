@@ -627,7 +627,8 @@ class GmqttLink:
             return
         future = message.future
         if reason >= _FIRST_FAILURE_REASON:
-            refused = self._counters["refused_by_broker"] = self._counters["refused_by_broker"] + 1
+            self._counters["refused_by_broker"] += 1
+            refused = self._counters["refused_by_broker"]
             if refused & (refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a refusal can be steady
                 log.warning("broker_refused_publish", topic=message.topic,
                             reason_code=f"0x{reason:02x}", refused=refused)

@@ -85,7 +85,6 @@ def _discard(_data: bytes, _addr: Address) -> None:
     return None
 
 
-
 class CoapDatagrams:
     """The datagram protocol of the CoAP socket (asyncio calls it directly)."""
 

@@ -271,9 +271,10 @@ class SpoolingLink:
 
     def _replayed(self, row_id: int, done: asyncio.Future[None]) -> None:
         self._in_flight.discard(row_id)
-        if not done.cancelled() and done.exception() is None:
+        failure = None if done.cancelled() else done.exception()
+        if not done.cancelled() and failure is None:
             self._acked.append(row_id)  # deleted in the next batch; until then still stored
-        elif not done.cancelled() and isinstance(done.exception(), BrokerRefused):
+        elif isinstance(failure, BrokerRefused):
             # The broker will not take it as it is; kept, it would come back at the head of
             # every replay batch and hold the rest of the backlog behind it.
             self.spool_counters["refused_by_broker"] += 1

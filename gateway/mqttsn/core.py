@@ -577,7 +577,6 @@ class GatewayCore:
         self._dirty.add(session.client_id)
         self._send(session, WillMsgResp(ReturnCode.ACCEPTED))
 
-
     # --- topics ----------------------------------------------------------------------------
 
     def _inbound_topic(
