@@ -25,6 +25,7 @@ HOT_PATH = [
     "gateway/coap/handler.py",
     "gateway/coap/message.py",
     "gateway/pipeline/cbor.py",
+    "gateway/pipeline/cbor_onepass.py",
     "gateway/pipeline/decide.py",
     "gateway/pipeline/ingest.py",
     "gateway/pipeline/normalise.py",

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+INSTALLED_ENV = "BENCH_INSTALLED_GATEWAY"
+"""Set to 1: import the gateway installed for this interpreter, not this checkout's."""
+if os.environ.get(INSTALLED_ENV) != "1" and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from gateway.mqttsn.codec import MalformedPacket, decode, encode  # noqa: E402

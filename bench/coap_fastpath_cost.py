@@ -15,13 +15,20 @@ that start-up cancels out:
 
 (instructions per request = (first "Collected" - second) / 1200; give valgrind the interpreter
 binary itself, not a wrapper script such as a pyenv shim).
+
+It measures this checkout's gateway; ``--gateway-python PYTHON`` measures the one installed for
+another interpreter (e.g. the mypyc-compiled build): the script runs again under it, with the
+checkout kept off ``sys.path``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ import cbor2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import INSTALLED_ENV, compiled_modules
 from coap_ingest import HEADER, POST, TOKEN, _options, build_pipeline
 
 from gateway.bridge.null_link import NullLink
@@ -88,7 +96,16 @@ async def measure(n: int) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--requests", type=int, default=60000, help="datagrams to feed")
+    parser.add_argument("--gateway-python", metavar="PYTHON",
+                        help="measure the gateway installed for this interpreter")
     args = parser.parse_args(argv)
+    if args.gateway_python:
+        sys.stdout.write(f"gateway: {compiled_modules(args.gateway_python)} modules compiled\n")
+        sys.stdout.flush()
+        return subprocess.run(
+            [args.gateway_python, str(Path(__file__).resolve()), "--requests", str(args.requests)],
+            env={**os.environ, INSTALLED_ENV: "1"}, cwd=tempfile.gettempdir(), check=False,
+        ).returncode
     elapsed, answered = asyncio.run(measure(args.requests))
     per_request = elapsed / max(1, args.requests) * 1e6
     sys.stdout.write(

@@ -7,7 +7,9 @@ CBOR is decoded in two passes. `_Scanner` walks the item structure over the raw 
 building anything: it checks every head and declared length against the bytes that are actually
 left, and enforces the rules below. Only input that passes is handed to `cbor2.loads`, which
 then builds the value (cbor2 alone would accept trailing bytes and duplicate keys, and trust
-declared lengths). The rules, beyond well-formedness:
+declared lengths). Most payloads never get there: `gateway.pipeline.cbor_onepass` decodes the
+plain subset (no tags, definite lengths) in one pass under the same rules, and declines the rest
+to this path. The rules, beyond well-formedness:
 
 * exactly one top-level item: trailing bytes are an error;
 * nesting (arrays and maps) at most ``max_depth`` deep;
@@ -40,6 +42,7 @@ from typing import Any, Final, Literal
 import cbor2
 
 from gateway.errors import GatewayError
+from gateway.pipeline.cbor_onepass import NOT_PLAIN, decode_plain
 
 __all__ = [
     "MAX_SAFE_INTEGER",
@@ -258,76 +261,6 @@ def _decimals_to_floats(value: Any) -> Any:
     return value
 
 
-_FAST_PATH_MAX: Final = 2048
-
-
-def _plain(value: Any, depth: int, max_depth: int) -> bool:
-    """Whether a decoded value holds only what the scanner would accept, within the depth.
-
-    Scalars inside a container are checked in the container's loop (no call per scalar: this
-    runs on every small CBOR payload)."""
-    kind = type(value)
-    if kind is list:
-        items: Any = value
-    elif kind is dict:
-        for key in value:
-            key_kind = type(key)
-            if key_kind is int:
-                if not -MAX_SAFE_INTEGER <= key <= MAX_SAFE_INTEGER:
-                    return False
-            elif key_kind is not str and key_kind is not bytes:
-                return False
-        items = value.values()
-    else:
-        return _plain_scalar(value)
-    if depth > max_depth:
-        return False
-    for item in items:
-        kind = type(item)
-        if kind is str or kind is bytes or kind is bool or item is None:
-            continue
-        if kind is float:
-            if not math.isfinite(item):
-                return False
-        elif kind is int:
-            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
-                return False
-        elif not _plain(item, depth + 1, max_depth):
-            return False
-    return True
-
-
-def _plain_scalar(value: Any) -> bool:
-    kind = type(value)
-    if kind is str or kind is bytes or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-    if kind is float:
-        return math.isfinite(value)
-    return False
-
-
-
-def _decode_canonical(body: bytes, max_depth: int) -> Any:
-    """The common case cheaply: a small item that cbor2 decodes to plain values and that
-    re-encodes to exactly the same bytes cannot hide a duplicate key (the map would re-encode
-    shorter), trailing bytes, an indefinite length, a tag or a non-shortest encoding.
-    Returns _NOT_CANONICAL when the full scanner has to decide."""
-    if len(body) > _FAST_PATH_MAX:
-        return _NOT_CANONICAL
-    try:
-        value = cbor2.loads(body)
-    except Exception:  # invalid input: the scanner gives the precise diagnostic
-        return _NOT_CANONICAL
-    if _plain(value, 1, max_depth) and cbor2.dumps(value) == body:
-        return value
-    return _NOT_CANONICAL
-
-
-_NOT_CANONICAL: Final = object()
-
-
 def decode_cbor(data: bytes, *, max_depth: int = 8) -> Any:
     """Decode one CBOR data item under the rules of this module; PayloadError otherwise.
 
@@ -337,8 +270,8 @@ def decode_cbor(data: bytes, *, max_depth: int = 8) -> Any:
     body = data[len(SELF_DESCRIBE_PREFIX) :] if data.startswith(SELF_DESCRIBE_PREFIX) else data
     if not body:
         raise _bad("CBOR: empty payload")
-    value = _decode_canonical(body, max_depth)
-    if value is not _NOT_CANONICAL:
+    value = decode_plain(body, max_depth)
+    if value is not NOT_PLAIN:
         return value
     return decode_cbor_scanned(body, max_depth)
 

@@ -15,8 +15,10 @@ What holds, precisely:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import struct
 from typing import Any
 
 import cbor2
@@ -37,6 +39,7 @@ from gateway.pipeline import (
     normalise_telemetry,
 )
 from gateway.pipeline.cbor import decode_cbor_scanned
+from gateway.pipeline.cbor_onepass import NOT_PLAIN, decode_plain
 from schemas import TelemetryBatch, TextCommand
 
 NOW = 1_700_000_000.0
@@ -285,15 +288,95 @@ _plain_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(_plain_values)
-def test_canonical_fast_path_agrees_with_the_scanner(value: object) -> None:
-    """decode_cbor's re-encoding fast path returns what the full scanner path returns."""
-    encoded = cbor2.dumps(value)
+def _typed(value: object) -> object:
+    """The value with every scalar's type beside it (1 == 1.0 == True would hide a mix-up)."""
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, dict):
+        return {(type(key), key): _typed(item) for key, item in value.items()}
+    return (type(value), value)
+
+
+def _loose_head(major: int, argument: int, widths: st.DataObject) -> bytes:
+    """A head with the argument in the shortest form or, at random, in a longer one."""
+    sizes = [size for size in (0, 1, 2, 4, 8) if argument < (24 if size == 0 else 1 << (8 * size))]
+    size = widths.draw(st.sampled_from(sizes))
+    if size == 0:
+        return bytes([major << 5 | argument])
+    info = {1: 24, 2: 25, 4: 26, 8: 27}[size]
+    return bytes([major << 5 | info]) + argument.to_bytes(size, "big")
+
+
+def _loose_cbor(value: object, widths: st.DataObject) -> bytes:
+    """Valid CBOR for a plain value, not always in the shortest form (cbor2 always is)."""
+    if value is None or isinstance(value, bool):
+        return {None: b"\xf6", False: b"\xf4", True: b"\xf5"}[value]
+    if isinstance(value, int):
+        major, argument = (0, value) if value >= 0 else (1, -1 - value)
+        return _loose_head(major, argument, widths)
+    if isinstance(value, float):
+        forms = [b"\xfb" + struct.pack(">d", value)]
+        for code, fmt in ((b"\xfa", ">f"), (b"\xf9", ">e")):
+            with contextlib.suppress(OverflowError, struct.error):
+                if struct.unpack(fmt, struct.pack(fmt, value))[0] == value:
+                    forms.append(code + struct.pack(fmt, value))
+        return widths.draw(st.sampled_from(forms))
+    if isinstance(value, bytes | str):
+        raw = value if isinstance(value, bytes) else value.encode()
+        return _loose_head(2 if isinstance(value, bytes) else 3, len(raw), widths) + raw
+    if isinstance(value, list):
+        return _loose_head(4, len(value), widths) + b"".join(
+            _loose_cbor(item, widths) for item in value
+        )
+    assert isinstance(value, dict)
+    return _loose_head(5, len(value), widths) + b"".join(
+        _loose_cbor(key, widths) + _loose_cbor(item, widths) for key, item in value.items()
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(_plain_values, st.data())
+def test_one_pass_decoder_serves_plain_items_as_the_scanner_would(
+    value: object, widths: st.DataObject
+) -> None:
+    """A plain item within the limits, in any head width, is decoded by the one-pass decoder
+    (not left to the scanner) to exactly - types included - what the scanner path gives."""
+    encoded = _loose_cbor(value, widths)
+    decoded = decode_plain(encoded, 8)
     try:
-        scanned = decode_cbor_scanned(encoded, 8)
-    except PayloadError:
-        with pytest.raises(PayloadError):
-            decode_cbor(encoded)
+        decode_cbor_scanned(encoded, 8)
+    except PayloadError:  # only nesting deeper than 8 can make a generated value invalid
+        assert decoded is NOT_PLAIN
         return
-    assert decode_cbor(encoded) == scanned
+    assert decoded is not NOT_PLAIN
+    assert _typed(decoded) == _typed(decode_cbor_scanned(encoded, 8))
+    assert _typed(decode_cbor(encoded)) == _typed(decoded)
+
+
+@settings(max_examples=600, deadline=None)
+@given(payloads)
+def test_one_pass_decoder_never_accepts_what_the_scanner_refuses(payload: bytes) -> None:
+    """On any bytes the one-pass decoder declines, or agrees with the scanner path."""
+    decoded = decode_plain(payload, 8)
+    if decoded is NOT_PLAIN:
+        return
+    assert _typed(decode_cbor_scanned(payload, 8)) == _typed(decoded)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "why"),
+    [
+        (b"\xa2\x01\x02\x01\x03", "duplicate key"),
+        (b"\x01\x02", "trailing bytes"),
+        (b"\x9f\x01\xff", "indefinite length"),
+        (b"\xc4\x82\x21\x19\x6a\xb3", "tag (decimal fraction: the scanner path's)"),
+        (b"\x1b\x00\x20\x00\x00\x00\x00\x00\x00", "integer beyond 2**53 - 1"),
+        (b"\xf9\x7c\x00", "infinity"),
+        (b"\xf7", "undefined"),
+        (b"\x62\xc3\x28", "invalid UTF-8"),
+        (b"\x85\x01", "array longer than the bytes left"),
+        (b"\x81" * 9 + b"\x01", "nested deeper than 8"),
+    ],
+)
+def test_one_pass_decoder_declines(encoded: bytes, why: str) -> None:
+    assert decode_plain(encoded, 8) is NOT_PLAIN, why
