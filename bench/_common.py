@@ -338,6 +338,22 @@ def child_pids(pid: int | None) -> list[int]:
     return found
 
 
+def pin_cpus() -> tuple[int, int] | None:
+    """(server CPU, load-generator CPU) for --pin: the last and the first CPU this process may
+    use; None with fewer than two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[-1], cpus[0]) if len(cpus) >= 2 else None
+
+
+def pin_tree(pid: int, cpu: int) -> None:
+    """Bind every thread of a process and of its direct children to one CPU (benchmarks only:
+    keeps the scheduler from moving the server onto the load generator's core)."""
+    for owner in (pid, *child_pids(pid)):
+        for task in Path(f"/proc/{owner}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), {cpu})
+
+
 def tree_cpu_seconds(pid: int | None) -> float | None:
     """`cpu_seconds` of a process plus its live direct children (its worker processes)."""
     own = cpu_seconds(pid)

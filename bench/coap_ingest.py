@@ -64,6 +64,8 @@ CHANGED = 0x44
 BATCH_INTERVAL = 0.001
 MAX_BURST = 2000
 DRAIN = 1.0
+GENERATOR_STALL = 0.005
+SLOW_WINDOW = 0.010  # a 100 ms window of send time whose slowest answer took longer than this
 MAX_DURATION = 60.0
 
 
@@ -180,6 +182,8 @@ def _options(device: str) -> bytes:
 def generate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Child process: send for cfg["duration"] s, drain, report counts and latencies."""
     n_sockets = cfg["sockets"]
+    if cfg.get("pin_cpu") is not None:
+        os.sched_setaffinity(0, {cfg["pin_cpu"]})
     common.raise_nofile(n_sockets + 100)
     socks = []
     epoll = select.epoll()
@@ -197,6 +201,8 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
     non_every = round(1 / cfg["non_fraction"]) if cfg["non_fraction"] > 0 else 0
     sent_at: dict[bytes, float] = {}
     latencies: list[float] = []
+    # (send time, latency) per 100 ms of send time: a slow stretch shows as a window of its own
+    window_max: dict[int, float] = {}
     codes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     mids = [0] * n_sockets
@@ -245,17 +251,31 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
                 if started is None:
                     errors["unmatched_response"] += 1
                     continue
-                latencies.append(now - started)
+                latency = now - started
+                latencies.append(latency)
+                slot = int((started - start) * 10)
+                if latency > window_max.get(slot, 0.0):
+                    window_max[slot] = latency
                 codes[f"{code >> 5}.{code & 0x1F:02d}"] += 1
                 answered["non" if (first >> 4) & 3 == NON else "con"] += 1
 
     start = perf()
     end = start + cfg["duration"]
     cpu0 = time.process_time()
+    # The generator's own stalls (gaps between its loop turns) inflate the latencies it
+    # measures: reported, so that a bad p99 can be told apart from a slow server.
+    stalls = 0
+    longest_gap = 0.0
+    previous = start
     while True:
         now = perf()
         if now >= end:
             break
+        gap = now - previous
+        previous = now
+        if gap > GENERATOR_STALL:
+            stalls += 1
+            longest_gap = max(longest_gap, gap)
         if closed:
             for _ in range(min(MAX_BURST, window - len(sent_at))):
                 send_one()
@@ -296,6 +316,10 @@ def generate(cfg: dict[str, Any]) -> dict[str, Any]:
         "codes": dict(codes),
         "errors": dict(errors),
         "generator_cpu_s": round(cpu, 2),
+        "generator_stalls_over_5ms": stalls,
+        "generator_longest_gap_ms": round(longest_gap * 1000, 1),
+        "slow_windows_100ms": sum(1 for worst in window_max.values() if worst > SLOW_WINDOW),
+        "windows_100ms": len(window_max),
     }
 
 
@@ -389,7 +413,14 @@ def _measure(
 ) -> dict[str, Any]:
     assert pid is not None
     report["server_rss_kb_start"] = common.rss_kb(pid)
-    base = {"sockets": args.sockets, "duration": args.duration, "window": args.window}
+    cpus = common.pin_cpus() if args.pin else None
+    if cpus is not None:
+        common.pin_tree(pid, cpus[0])
+        report["pinned"] = {"server_cpu": cpus[0], "generator_cpu": cpus[1]}
+    base = {
+        "sockets": args.sockets, "duration": args.duration, "window": args.window,
+        "pin_cpu": None if cpus is None else cpus[1],
+    }
     phases = {
         "open_con": {**base, "mode": "open", "rate": args.rate, "non_fraction": 0.0},
         "open_non": {**base, "mode": "open", "rate": args.rate, "non_fraction": 1.0},
@@ -443,7 +474,10 @@ def _line(phase: dict[str, Any]) -> str:
         f"loss {phase['loss_pct']}% p50 {lat['p50']} ms p99 {lat['p99']} ms "
         f"server cpu {phase.get('server_cpu_share')} "
         f"(runqueue wait {phase.get('server_runqueue_wait_share')}, "
-        f"host busy {phase.get('host_busy_share')}) codes {phase['codes']}"
+        f"host busy {phase.get('host_busy_share')}) codes {phase['codes']}; "
+        f"100 ms windows with an answer > 10 ms: {phase['slow_windows_100ms']} of "
+        f"{phase['windows_100ms']}; generator stalls > 5 ms: "
+        f"{phase['generator_stalls_over_5ms']} (longest {phase['generator_longest_gap_ms']} ms)"
     )
 
 
@@ -511,10 +545,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="gateway target: the full app (python -m gateway run) when it "
                         "serves CoAP (auto), or the bench-only runner")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--pin", action="store_true",
+                        help="bind the server (all its threads and worker processes) to one CPU "
+                        "and the load generator to another, so that the scheduler never puts "
+                        "them on the same core")
     common.add_gateway_python_option(parser)
     args = parser.parse_args(argv)
     if args.duration > MAX_DURATION or args.capacity_duration > MAX_DURATION:
         parser.error(f"phases are limited to {MAX_DURATION} s")
+    if args.pin and common.pin_cpus() is None:
+        parser.error("--pin needs at least two CPUs")
     return args
 
 
