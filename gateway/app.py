@@ -68,6 +68,7 @@ class Gateway:
         self.failover: Failover | None = None
         self.http_address: tuple[str, int] | None = None
         self._closers: list[Callable[[], None]] = []
+        self._store_sessions_soon = asyncio.Event()  # set by the router for a held PUBREC
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,12 +90,16 @@ class Gateway:
                 core, router.on_event, settings.mqttsn.host, settings.mqttsn.port
             )
             router.flush = protocol.flush
+            router.request_store = self._store_sessions_soon.set
             self.mqttsn_address = transport.get_extra_info("sockname")
             log.info("mqttsn_listening", addr=_format(self.mqttsn_address),
                      broker=settings.broker.url or None)
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
                 tg.create_task(bus.link.run(), name="broker-link")
-                tg.create_task(self._flush_sessions(core, store), name="session-flusher")
+                tg.create_task(
+                    self._flush_sessions(core, store, protocol.flush),
+                    name="session-flusher",
+                )
                 for recognizer in recognizers:
                     tg.create_task(recognizer.run(), name=f"recognizer-{type(recognizer).__name__}")
                 if self.cloud is not None:
@@ -151,6 +156,7 @@ class Gateway:
                 (cfg.advertise_address, cfg.advertise_port or cfg.port)
                 if cfg.advertise_interval else None
             ),
+            durable_qos2=True,  # _flush_sessions stores the sessions, then sends held PUBRECs
         )
         restored = core.restore(await asyncio.to_thread(store.load_all), now)
         log.info("sessions_restored", count=restored)
@@ -221,13 +227,24 @@ class Gateway:
     def _http_started(self, address: tuple[str, int]) -> None:
         self.http_address = address
 
-    async def _flush_sessions(self, core: GatewayCore, store: SessionStore) -> None:
+    async def _flush_sessions(
+        self, core: GatewayCore, store: SessionStore, send: Callable[[], None]
+    ) -> None:
+        """Store changed sessions every flush interval, and at once when a QoS 2 PUBREC waits
+        for it; the PUBRECs go out after the commit. Requests that arrive during a commit share
+        the next one."""
         interval = self.settings.mqttsn.session_flush_interval
+        soon = self._store_sessions_soon
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await soon.wait()
+            soon.clear()
             changes = core.take_dirty()
             if changes:
                 await asyncio.to_thread(store.apply, changes)
+            if core.sessions_stored():
+                send()
 
 
 def _format(addr: Address | None) -> str:

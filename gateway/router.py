@@ -40,6 +40,8 @@ class MqttSnRouter:
         self._pipeline = pipeline
         self._loop = asyncio.get_running_loop()
         self.flush: Callable[[], None] = _nothing
+        # Called when the core holds a PUBREC until its sessions are stored (the app's flusher).
+        self.request_store: Callable[[], None] = _nothing
         self.counters: Counter[str] = Counter()
         bus.add_sink(self.deliver)
 
@@ -128,6 +130,8 @@ class MqttSnRouter:
     def _ack(self, event: MessagePublished, code: ReturnCode) -> None:
         assert event.client_id is not None
         self._core.ack_publish(event.client_id, event.msg_id, code, self._loop.time())
+        if self._core.store_wanted:
+            self.request_store()
 
 
 def _return_code(done: asyncio.Future[None] | None) -> ReturnCode:

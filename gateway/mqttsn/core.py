@@ -120,7 +120,11 @@ class GatewayCore:
         *,
         now: float,
         advertise_to: Address | None = None,
+        durable_qos2: bool = False,
     ) -> None:
+        """``durable_qos2``: the driver stores `take_dirty` records and then calls
+        `sessions_stored`; a QoS 2 PUBREC is held until the record that remembers the message
+        id is stored, so that a gateway restart cannot forward a retransmitted PUBLISH twice."""
         self._config = config
         self._predefined = PredefinedTopics(config.predefined_topics)
         self._advertise_to = advertise_to
@@ -136,6 +140,11 @@ class GatewayCore:
         self._retained = RetainedStore()
         self._rate_limiter = AddressRateLimiter(config.rate_limit, config.rate_burst)
         self._dirty: set[str] = set()
+        self._durable_qos2 = durable_qos2
+        # (client id, msg id) of accepted QoS 2 PUBLISHes whose PUBREC waits for storage:
+        # not yet taken by take_dirty, and taken but not yet reported stored.
+        self._pubrec_unsaved: set[tuple[str, int]] = set()
+        self._pubrec_saving: set[tuple[str, int]] = set()
         # Bound methods in an instance table, not a class-body table of functions: mypyc
         # (setup.py) cannot compile a class body that names its own methods.
         self._handlers: dict[MsgType, Callable[[ClientSession, Any, float], None]] = {
@@ -228,7 +237,32 @@ class GatewayCore:
         else:
             session.qos2_received.add(msg_id)
             self._dirty.add(client_id)
-            self._send_if_connected(session, PubRec(msg_id))
+            if self._durable_qos2:
+                self._pubrec_unsaved.add((client_id, msg_id))
+            else:
+                self._send_if_connected(session, PubRec(msg_id))
+
+    @property
+    def store_wanted(self) -> bool:
+        """Whether a PUBREC waits for the sessions to be stored (store soon, not on the tick)."""
+        return bool(self._pubrec_unsaved)
+
+    def sessions_stored(self) -> int:
+        """The records of the last `take_dirty` are stored: send the PUBRECs that waited for
+        them (to clients still connected that still hold that QoS 2 exchange). Returns how many
+        were sent."""
+        saving, self._pubrec_saving = self._pubrec_saving, set()
+        sent = 0
+        for client_id, msg_id in saving:
+            session = self._sessions.get(client_id)
+            if (
+                session is not None
+                and msg_id in session.qos2_received
+                and session.state in CONNECTED_STATES
+            ):
+                self._send(session, PubRec(msg_id))
+                sent += 1
+        return sent
 
     def deliver(
         self,
@@ -287,6 +321,8 @@ class GatewayCore:
     def take_dirty(self) -> dict[str, dict[str, Any] | None]:
         """Sessions changed since the last call: client id -> record, or None when deleted."""
         dirty, self._dirty = self._dirty, set()
+        self._pubrec_saving |= self._pubrec_unsaved
+        self._pubrec_unsaved = set()
         return {
             client_id: (session.to_record() if (session := self._sessions.get(client_id)) else None)
             for client_id in dirty
@@ -407,7 +443,9 @@ class GatewayCore:
         qos = max(int(packet.qos), 0)
         if qos == 2 and packet.msg_id in session.qos2_received:
             self.counters["publish_duplicate"] += 1
-            self._send(session, PubRec(packet.msg_id))
+            exchange = (session.client_id, packet.msg_id)
+            if exchange not in self._pubrec_unsaved and exchange not in self._pubrec_saving:
+                self._send(session, PubRec(packet.msg_id))  # else it follows the storage
             return
         if qos > 0:
             if packet.msg_id in session.acks_pending:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.mqttsn.codec import decode
-from gateway.mqttsn.packets import Advertise, GwInfo, PingReq, PingResp, Publish, SearchGw
+from gateway.mqttsn.constants import QoS
+from gateway.mqttsn.packets import (
+    Advertise,
+    GwInfo,
+    PingReq,
+    PingResp,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SearchGw,
+)
 from tests.integration.gateway_runner import (
     address,
     broker_connected,
@@ -121,6 +135,48 @@ async def test_sessions_survive_a_gateway_restart(tmp_path: Path) -> None:
         client.send(PingReq())
         await client.expect(PingResp)
         assert gateway.core.counters["publish_invalid_topic_id"] == 0
+
+
+def stored_session(data_dir: Path, client_id: str) -> dict[str, Any]:
+    """The session record on disk right now (another connection: only committed data)."""
+    with sqlite3.connect(data_dir / "mqttsn-sessions.sqlite3") as db:
+        row = db.execute("SELECT record FROM sessions WHERE client_id = ?", (client_id,)).fetchone()
+    assert row is not None, f"no stored session for {client_id}"
+    record: dict[str, Any] = json.loads(row[0])
+    return record
+
+
+async def test_qos2_pubrec_follows_the_stored_session_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    """PUBREC comes only once the session that remembers the message id is on disk (with a
+    30 s flush interval, so not the periodic flush), and a gateway restarted from that disk
+    answers the sensor's retransmission with PUBREC without forwarding the message again."""
+    topic = "sensors/qos2/raw"
+    async with running_gateway(gateway_settings(tmp_path, session_flush_interval=30.0)) as gateway:
+        port = address(gateway)[1]
+        async with UdpMqttSnClient(address(gateway)) as sensor:
+            await sensor.connect("qos2-sensor", clean=False)
+            topic_id = await sensor.register(topic)
+            sensor.send(Publish(topic_id, 77, b"once", QoS.EXACTLY_ONCE))
+            assert (await sensor.expect(PubRec, timeout=5)).msg_id == 77
+            assert 77 in stored_session(tmp_path, "qos2-sensor")["qos2_received"]
+    # The PUBREL never went out: after the restart the sensor sends the PUBLISH again.
+    async with (
+        running_gateway(gateway_settings(tmp_path, port=port)) as gateway,
+        UdpMqttSnClient(address(gateway)) as listener,
+        UdpMqttSnClient(address(gateway)) as sensor,
+    ):
+        await listener.connect("listener")
+        await listener.subscribe(topic, qos=1)
+        await sensor.connect("qos2-sensor", clean=False)
+        sensor.send(Publish(topic_id, 77, b"once", QoS.EXACTLY_ONCE, dup=True))
+        assert (await sensor.expect(PubRec)).msg_id == 77
+        await listener.nothing(0.5)
+        sensor.send(PubRel(77))
+        assert (await sensor.expect(PubComp)).msg_id == 77
+        await sensor.publish(topic_id, b"next", qos=2)  # a new message is forwarded
+        assert await listener.next_message() == (topic, b"next")
 
 
 async def test_advertise_is_sent_periodically(tmp_path: Path) -> None:

@@ -15,10 +15,13 @@ CLIENT_B: Address = ("127.0.0.1", 40002)
 
 
 class Harness:
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, *, durable_qos2: bool = False, **config: Any) -> None:
         self.now = 0.0
         self.config = MqttSnConfig(**config)
-        self.core = GatewayCore(self.config, now=self.now, advertise_to=("255.255.255.255", 1884))
+        self.core = GatewayCore(
+            self.config, now=self.now, advertise_to=("255.255.255.255", 1884),
+            durable_qos2=durable_qos2,
+        )
         self.outbox: list[tuple[Packet, Address]] = []
         self.event_log: list[Event] = []
 

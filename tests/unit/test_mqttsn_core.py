@@ -222,6 +222,53 @@ def test_qos2_is_forwarded_exactly_once() -> None:
     assert h.send(PubRel(9)) == [PubComp(9)]
 
 
+def test_durable_qos2_pubrec_waits_until_the_session_is_stored() -> None:
+    """With durable_qos2 the PUBREC is held until the driver reports the take_dirty records
+    that hold the message id stored; a retransmission meanwhile is neither forwarded nor
+    answered, and a core restored from those records answers it without forwarding it."""
+    h = Harness(durable_qos2=True)
+    h.connect(clean=False)
+    topic_id = h.register("sensors/t")
+    h.send(Publish(topic_id, 9, b"v", QoS.EXACTLY_ONCE))
+    assert len(published(h.events())) == 1
+    assert not h.core.store_wanted
+    h.core.ack_publish("c1", 9, ACCEPTED, h.now)
+    assert h.drain(CLIENT_A) == []
+    assert h.core.store_wanted
+    assert h.send(Publish(topic_id, 9, b"v", QoS.EXACTLY_ONCE, dup=True)) == []
+    records = h.core.take_dirty()
+    record = records["c1"]
+    assert record is not None and 9 in record["qos2_received"]
+    assert not h.core.store_wanted
+    assert h.send(Publish(topic_id, 9, b"v", QoS.EXACTLY_ONCE, dup=True)) == []  # storing
+    assert published(h.events()) == []
+    assert h.core.sessions_stored() == 1
+    assert h.drain(CLIENT_A) == [PubRec(9)]
+    assert h.core.sessions_stored() == 0
+    assert h.send(Publish(topic_id, 9, b"v", QoS.EXACTLY_ONCE, dup=True)) == [PubRec(9)]
+    assert h.core.counters["publish_duplicate"] == 3
+
+    restarted = Harness(durable_qos2=True)
+    assert restarted.core.restore([record], restarted.now) == 1
+    assert restarted.send(Publish(topic_id, 9, b"v", QoS.EXACTLY_ONCE, dup=True)) == [PubRec(9)]
+    assert published(restarted.events()) == []
+    assert restarted.send(PubRel(9)) == [PubComp(9)]
+
+
+def test_durable_qos2_pubrec_is_not_sent_to_a_client_that_left() -> None:
+    """A client that disconnected (or started a clean session) before the store gets nothing."""
+    h = Harness(durable_qos2=True)
+    h.connect()
+    topic_id = h.register("sensors/t")
+    h.send(Publish(topic_id, 5, b"v", QoS.EXACTLY_ONCE))
+    h.core.ack_publish("c1", 5, ACCEPTED, h.now)
+    h.send(Disconnect())
+    h.drain()
+    h.core.take_dirty()
+    assert h.core.sessions_stored() == 0
+    assert h.drain() == []
+
+
 def test_qos_minus_one_needs_no_connection() -> None:
     """QoS -1 PUBLISH to a predefined or short topic is accepted from an unknown address."""
     h = Harness(predefined_topics={1: "sensors/predef"})
