@@ -124,6 +124,7 @@ class _Session:
         self._ids: Any = None
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
+        self._loop = asyncio.get_running_loop()  # once: get_running_loop() costs a getpid()
 
     async def open(
         self, host: str, port: int, tls: ssl.SSLContext | None, keepalive: int, version: int
@@ -203,7 +204,7 @@ class _Session:
     def _queue_write(self, packet: bytes) -> None:
         """Coalesce: one socket write per event-loop iteration, not one per packet."""
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._outbox.append(packet)
         self._outbox_bytes += len(packet)
 
@@ -335,6 +336,7 @@ class GmqttLink:
         self._session: _Session | None = None  # attached: only while connected
         self._current: _Session | None = None  # the one owning a socket, connected or not
         self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached by publish
 
     # ------------------------------------------------------------------------- public API
     @property
@@ -375,7 +377,10 @@ class GmqttLink:
         if len(self._pending) + len(self._inflight) >= self._max_pending:
             self._counters["refused_pending_full"] += 1
             raise BrokerUnavailable(f"{self._max_pending} publishes already pending")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:  # get_running_loop() costs a getpid() on Python 3.11: once
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append(_Outgoing(broker_topic, payload, qos, retain, future, properties))
         self._pump()
         return future

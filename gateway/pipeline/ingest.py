@@ -175,7 +175,7 @@ class Pipeline:
         if policy is None:
             return CoapSummary(accepted=1)
         recognised = policy.submit(command.text)
-        summary: asyncio.Future[CoapSummary] = asyncio.get_running_loop().create_future()
+        summary: asyncio.Future[CoapSummary] = recognised.get_loop().create_future()
         recognised.add_done_callback(lambda done: self._decide(command, done, summary))
         return summary
 

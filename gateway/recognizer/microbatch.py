@@ -106,6 +106,7 @@ class MicroBatcher(Generic[T, R]):
         self._full = asyncio.Event()
         self._running = False
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # run()'s: no getpid() per submit
         self.stats = BatcherStats()
 
     @property
@@ -124,7 +125,7 @@ class MicroBatcher(Generic[T, R]):
         if len(self._pending) >= self._max_queue:
             self.stats.overflows += 1
             raise RecognizerOverloaded(len(self._pending))
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = (self._loop or asyncio.get_running_loop()).create_future()
         self._pending.append((item, future))
         self.stats.submitted += 1
         self._arrived.set()
@@ -194,6 +195,7 @@ class MicroBatcher(Generic[T, R]):
         if self._running or self._closed:
             raise RuntimeError("MicroBatcher.run() may be started only once")
         self._running = True
+        self._loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self._concurrency)
         executor = ThreadPoolExecutor(
             max_workers=self._concurrency, thread_name_prefix="microbatch"

@@ -90,7 +90,8 @@ class EdgeFirstPolicy:
     def submit(self, text: str) -> asyncio.Future[Recognition]:
         """Raises what the local recogniser raises (Overloaded) at once."""
         local = self.local.submit(text)
-        result: asyncio.Future[Recognition] = asyncio.get_running_loop().create_future()
+        # The loop from a future at hand: get_running_loop() costs a getpid() on Python 3.11.
+        result: asyncio.Future[Recognition] = local.get_loop().create_future()
         local.add_done_callback(lambda done: self._after_local(text, done, result))
         return result
 
