@@ -338,6 +338,17 @@ def child_pids(pid: int | None) -> list[int]:
     return found
 
 
+def rerun_with_installed_gateway(python: str, script: Path, args: Sequence[str]) -> int:
+    """Run an in-process bench again under another interpreter, on the gateway installed for it
+    (this checkout kept off sys.path); print how many of its modules are compiled first."""
+    sys.stdout.write(f"gateway: {compiled_modules(python)} modules compiled\n")
+    sys.stdout.flush()
+    return subprocess.run(
+        [python, str(script), *args], env={**os.environ, INSTALLED_ENV: "1"},
+        cwd=tempfile.gettempdir(), check=False,
+    ).returncode
+
+
 def pin_cpus() -> tuple[int, int] | None:
     """(server CPU, load-generator CPU) for --pin: the last and the first CPU this process may
     use; None with fewer than two."""

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ import cbor2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import INSTALLED_ENV, compiled_modules
+from _common import rerun_with_installed_gateway
 from coap_ingest import HEADER, POST, TOKEN, _options, build_pipeline
 
 from gateway.bridge.null_link import NullLink
@@ -100,12 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the gateway installed for this interpreter")
     args = parser.parse_args(argv)
     if args.gateway_python:
-        sys.stdout.write(f"gateway: {compiled_modules(args.gateway_python)} modules compiled\n")
-        sys.stdout.flush()
-        return subprocess.run(
-            [args.gateway_python, str(Path(__file__).resolve()), "--requests", str(args.requests)],
-            env={**os.environ, INSTALLED_ENV: "1"}, cwd=tempfile.gettempdir(), check=False,
-        ).returncode
+        return rerun_with_installed_gateway(
+            args.gateway_python, Path(__file__).resolve(), ["--requests", str(args.requests)]
+        )
     elapsed, answered = asyncio.run(measure(args.requests))
     per_request = elapsed / max(1, args.requests) * 1e6
     sys.stdout.write(

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import INSTALLED_ENV, compiled_modules
+from _common import rerun_with_installed_gateway
 
 from gateway.bridge.gmqtt_link import GmqttLink
 from gateway.config import Settings
@@ -90,13 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the gateway installed for this interpreter")
     args = parser.parse_args(argv)
     if args.gateway_python:
-        sys.stdout.write(f"gateway: {compiled_modules(args.gateway_python)} modules compiled\n")
-        sys.stdout.flush()
-        return subprocess.run(
-            [args.gateway_python, str(Path(__file__).resolve()), "--broker", args.broker,
-             "--messages", str(args.messages)],
-            env={**os.environ, INSTALLED_ENV: "1"}, cwd=tempfile.gettempdir(), check=False,
-        ).returncode
+        return rerun_with_installed_gateway(
+            args.gateway_python, Path(__file__).resolve(),
+            ["--broker", args.broker, "--messages", str(args.messages)],
+        )
     for name, seconds in asyncio.run(measure(args.broker, args.messages)):
         sys.stdout.write(f"{name}: {seconds * 1e6:.2f} us CPU per QoS 1 publish incl. PUBACK\n")
     return 0
