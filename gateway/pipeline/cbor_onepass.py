@@ -61,9 +61,13 @@ class _Reader:
 
     def integer(self, major: int, info: int) -> int:
         argument = self.argument(info)
-        if argument > _MAX_SAFE_INTEGER:  # -1 - argument is then below -(2**53 - 1) too
+        if major == 0:
+            if argument > _MAX_SAFE_INTEGER:
+                raise _Decline
+            return argument
+        if argument >= _MAX_SAFE_INTEGER:  # -1 - argument below -(2**53 - 1)
             raise _Decline
-        return argument if major == 0 else -1 - argument
+        return -1 - argument
 
     def raw(self, info: int) -> bytes:
         length = self.argument(info)

@@ -354,7 +354,7 @@ def test_one_pass_decoder_serves_plain_items_as_the_scanner_would(
 
 
 @settings(max_examples=600, deadline=None)
-@given(payloads)
+@given(payloads | st.integers(-(2**64), 2**64 - 1).map(cbor2.dumps))
 def test_one_pass_decoder_never_accepts_what_the_scanner_refuses(payload: bytes) -> None:
     """On any bytes the one-pass decoder declines, or agrees with the scanner path."""
     decoded = decode_plain(payload, 8)
@@ -371,6 +371,7 @@ def test_one_pass_decoder_never_accepts_what_the_scanner_refuses(payload: bytes)
         (b"\x9f\x01\xff", "indefinite length"),
         (b"\xc4\x82\x21\x19\x6a\xb3", "tag (decimal fraction: the scanner path's)"),
         (b"\x1b\x00\x20\x00\x00\x00\x00\x00\x00", "integer beyond 2**53 - 1"),
+        (b"\x3b\x00\x1f\xff\xff\xff\xff\xff\xff", "integer -2**53"),
         (b"\xf9\x7c\x00", "infinity"),
         (b"\xf7", "undefined"),
         (b"\x62\xc3\x28", "invalid UTF-8"),
@@ -380,3 +381,9 @@ def test_one_pass_decoder_never_accepts_what_the_scanner_refuses(payload: bytes)
 )
 def test_one_pass_decoder_declines(encoded: bytes, why: str) -> None:
     assert decode_plain(encoded, 8) is NOT_PLAIN, why
+
+
+@pytest.mark.parametrize("value", [2**53 - 1, -(2**53 - 1), 0, -1, 23, 24, -24, -25, 65536])
+def test_one_pass_decoder_takes_integers_up_to_the_limit(value: int) -> None:
+    encoded = cbor2.dumps(value)
+    assert decode_plain(encoded, 8) == value == decode_cbor_scanned(encoded, 8)
