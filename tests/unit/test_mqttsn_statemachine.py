@@ -256,6 +256,7 @@ class GatewayMachine(RuleBasedStateMachine):
         self.will_published: dict[str, bool] = {}
         self.snap: dict[str, Snapshot | None] = {}
         self.serial = 0
+        self.durable = False  # the core holds QoS 2 PUBRECs until gateway_persists stored them
 
     @initialize(
         n_clients=st.integers(1, 3),
@@ -264,6 +265,7 @@ class GatewayMachine(RuleBasedStateMachine):
         retry_count=st.integers(0, 3),
         max_buffered=st.integers(2, 8),
         advertise=st.booleans(),
+        durable=st.booleans(),
         data=st.data(),
     )
     def setup(
@@ -274,8 +276,10 @@ class GatewayMachine(RuleBasedStateMachine):
         retry_count: int,
         max_buffered: int,
         advertise: bool,
+        durable: bool,
         data: st.DataObject,
     ) -> None:
+        self.durable = durable
         self.config = MqttSnConfig(
             predefined_topics=PREDEFINED,
             max_inflight=max_inflight,
@@ -284,7 +288,9 @@ class GatewayMachine(RuleBasedStateMachine):
             max_buffered=max_buffered,
             advertise_interval=60 if advertise else 0,
         )
-        self.core = GatewayCore(self.config, now=self.now, advertise_to=BROADCAST)
+        self.core = GatewayCore(
+            self.config, now=self.now, advertise_to=BROADCAST, durable_qos2=self.durable
+        )
         for index in range(n_clients):
             client = SimClient(f"c{index}", ("10.0.0.1", 40000 + index))
             self.clients.append(client)
@@ -458,6 +464,11 @@ class GatewayMachine(RuleBasedStateMachine):
             assert ACCEPTED in self.acks_effective.get(key, ()), (
                 "PUBREC before ack_publish", client.cid, packet
             )
+            if self.durable:
+                stored = self.store.get(client.cid)
+                assert stored is not None and packet.msg_id in stored["qos2_received"], (
+                    "PUBREC before the session remembering it was stored", client.cid, packet
+                )
             assert self._publish_sent_by(client, packet.msg_id).qos == QoS.EXACTLY_ONCE
         elif isinstance(packet, PubComp):
             if ACCEPTED in self.acks_effective.get(key, ()):
@@ -918,8 +929,11 @@ class GatewayMachine(RuleBasedStateMachine):
         """take_dirty() into the store; on restart, a new core restored from the store."""
         self._persist()
         if not restart:
+            self._call(self.core.sessions_stored)  # the held PUBRECs go out after the commit
             return
-        self.core = GatewayCore(self.config, now=self.now, advertise_to=BROADCAST)
+        self.core = GatewayCore(
+            self.config, now=self.now, advertise_to=BROADCAST, durable_qos2=self.durable
+        )
         for cid, view in self.views.items():
             view.event_subs.clear()
             # Unacknowledged client publishes were not safe yet: they may be emitted again.
