@@ -54,7 +54,9 @@ class MqttSnConfig(_Section):
     )
     rate_burst: int = Field(4000, ge=1, description="Burst size of the per-address token bucket.")
     session_flush_interval: float = Field(
-        0.5, gt=0, description="Seconds between writes of changed client sessions to the data dir."
+        0.5, gt=0,
+        description="Seconds between writes of changed client sessions to the data dir; a QoS 2 "
+        "PUBREC waiting for its session to be stored makes the write happen at once.",
     )
 
     @field_validator("predefined_topics")
