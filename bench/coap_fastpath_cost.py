@@ -34,7 +34,7 @@ import cbor2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import rerun_with_installed_gateway
+from _common import add_gateway_python_option, rerun_with_installed_gateway
 from coap_ingest import HEADER, POST, TOKEN, _options, build_pipeline
 
 from gateway.bridge.null_link import NullLink
@@ -93,8 +93,7 @@ async def measure(n: int) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--requests", type=int, default=60000, help="datagrams to feed")
-    parser.add_argument("--gateway-python", metavar="PYTHON",
-                        help="measure the gateway installed for this interpreter")
+    add_gateway_python_option(parser)
     args = parser.parse_args(argv)
     if args.gateway_python:
         return rerun_with_installed_gateway(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import rerun_with_installed_gateway
+from _common import add_gateway_python_option, rerun_with_installed_gateway
 
 from gateway.bridge.gmqtt_link import GmqttLink
 from gateway.config import Settings
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
     parser.add_argument("--messages", type=int, default=40000, help="publishes per round")
-    parser.add_argument("--gateway-python", metavar="PYTHON",
-                        help="measure the gateway installed for this interpreter")
+    add_gateway_python_option(parser)
     args = parser.parse_args(argv)
     if args.gateway_python:
         return rerun_with_installed_gateway(
