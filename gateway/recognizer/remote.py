@@ -38,8 +38,9 @@ class _Channel(asyncio.SubprocessProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.SubprocessTransport | None = None
-        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call is a getpid()
+        self.ready: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self.exited: asyncio.Future[int | None] = self._loop.create_future()
         self.waiting: deque[asyncio.Future[list[Intent]]] = deque()
         self._decoder = FrameDecoder()
 
@@ -48,7 +49,7 @@ class _Channel(asyncio.SubprocessProtocol):
         self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def send(self, texts: Sequence[str]) -> asyncio.Future[list[Intent]]:
-        future: asyncio.Future[list[Intent]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Intent]] = self._loop.create_future()
         if self.exited.done():  # gone, and its supervisor has not noticed yet
             future.set_exception(WorkerFailed("the recognizer worker has exited"))
             return future
